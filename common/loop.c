@@ -10,11 +10,11 @@
 #define LOOP_MAX_EVENTS 256
 
 struct dc_loop {
-    int epfd;                  /* owned */
-    bool is_stopping;          /* dc_loop_stop() was called */
-    struct dc_timer *timers;   /* sorted by due_ms, earliest first */
-    dc_hook_cb before_sleep;   /* may be NULL */
-    void *before_sleep_data;   /* borrowed */
+    int epfd;                /* owned */
+    bool is_stopping;        /* dc_loop_stop() was called */
+    struct dc_timer *timers; /* sorted by due_ms, earliest first */
+    dc_hook_cb before_sleep; /* may be NULL */
+    void *before_sleep_data; /* borrowed */
     /* The batch being dispatched: dc_io_stop() clears entries here so a watch
      * stopped by an earlier callback in the same batch is never called. */
     struct epoll_event events[LOOP_MAX_EVENTS];

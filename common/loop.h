@@ -40,11 +40,11 @@ struct dc_io {
 
 /* A one-shot timer, embedded in its owner. All-zero is a valid idle timer. */
 struct dc_timer {
-    uint64_t due_ms;        /* dc_now_ms() deadline */
-    bool is_active;         /* on the loop's list */
-    dc_timer_cb cb;         /* called once when due */
-    void *data;             /* owner's pointer */
-    struct dc_timer *next;  /* loop's sorted list */
+    uint64_t due_ms;       /* dc_now_ms() deadline */
+    bool is_active;        /* on the loop's list */
+    dc_timer_cb cb;        /* called once when due */
+    void *data;            /* owner's pointer */
+    struct dc_timer *next; /* loop's sorted list */
     struct dc_timer *prev;
 };
 

@@ -12,8 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-int dc_net_split_hostport(const char *text, char *host, size_t host_len, uint16_t *port,
-                          char *err)
+int dc_net_split_hostport(const char *text, char *host, size_t host_len, uint16_t *port, char *err)
 {
     const char *colon;
     const char *h = text;
@@ -52,8 +51,7 @@ int dc_net_split_hostport(const char *text, char *host, size_t host_len, uint16_
     return 0;
 }
 
-int dc_net_parse_addr(const char *text, struct sockaddr_storage *ss, socklen_t *ss_len,
-                      char *err)
+int dc_net_parse_addr(const char *text, struct sockaddr_storage *ss, socklen_t *ss_len, char *err)
 {
     char host[DC_ADDR_TEXT_LEN];
     uint16_t port;
@@ -195,8 +193,7 @@ int dc_net_set_nonblock(int fd, int on)
 
 static int connect_one(const struct addrinfo *ai, int timeout_ms)
 {
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0) {
         return -errno;
     }

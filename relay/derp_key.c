@@ -98,8 +98,8 @@ int derp_key_file_parse(const char *text, size_t len, struct derp_keypair *kp, c
     size_t slen = json_string_length(pk);
     if (slen != KEY_FILE_PREFIX_LEN + DERP_KEY_HEX_LEN ||
         memcmp(s, KEY_FILE_PREFIX, KEY_FILE_PREFIX_LEN) != 0) {
-        rc = dc_err_set(err, -EINVAL,
-                        "key file: PrivateKey: want `privkey:' and 64 hex characters");
+        rc =
+            dc_err_set(err, -EINVAL, "key file: PrivateKey: want `privkey:' and 64 hex characters");
         goto out;
     }
     if (derp_key_parse_hex(s + KEY_FILE_PREFIX_LEN, DERP_KEY_HEX_LEN, kp->priv) < 0) {
@@ -134,8 +134,7 @@ static int write_new_key_file(const char *path, struct derp_keypair *kp, char *e
     return rc;
 }
 
-int derp_key_file_load_or_create(const char *path, struct derp_keypair *kp, int *created,
-                                 char *err)
+int derp_key_file_load_or_create(const char *path, struct derp_keypair *kp, int *created, char *err)
 {
     *created = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -184,8 +183,7 @@ int derp_mesh_key_parse(const char *text, size_t len, uint8_t key[static DERP_ME
         len--;
     }
     if (len != 2 * DERP_MESH_KEY_LEN) {
-        return dc_err_set(err, -EINVAL, "mesh key: want 64 lowercase hex characters, got %zu",
-                          len);
+        return dc_err_set(err, -EINVAL, "mesh key: want 64 lowercase hex characters, got %zu", len);
     }
     for (size_t i = 0; i < len; i++) {
         char c = text[i];

@@ -1,4 +1,399 @@
-int main(void)
+/* derp-relay: flags -> config -> run. No logic beyond wiring. */
+#include "buf.h"
+#include "derp_client.h"
+#include "derp_key.h"
+#include "derp_server.h"
+#include "log.h"
+#include "loop.h"
+#include "stun_server.h"
+#include "tls.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#define RELAY_VERSION "0.1.0"
+
+struct relay_opts {
+    const char *listen;
+    const char *tls_cert;
+    const char *tls_key;
+    const char *self_signed;
+    const char *stun_listen;
+    const char *key_file;
+    const char *mesh_key_file;
+    const char *mesh_with;
+    unsigned drain_ms;
+    unsigned max_conns;
+};
+
+struct relay {
+    struct dc_loop *loop;
+    struct derp_server *server;
+    struct stun_server stun;
+    bool has_stun;
+    struct dc_io sig_io;
+    int exit_code;
+};
+
+static void usage(FILE *f)
 {
+    fprintf(
+        f, "usage: derp-relay [flags]\n"
+           "  --listen ADDR:PORT        HTTP(S) listen address (default :3340)\n"
+           "  --tls-cert PATH           certificate chain (PEM); with --tls-key turns on TLS\n"
+           "  --tls-key PATH            private key (PEM)\n"
+           "  --self-signed HOSTNAME    make a self-signed certificate and log its sha256-raw pin\n"
+           "  --stun-listen ADDR:PORT|off  STUN UDP address (default :3478)\n"
+           "  --key-file PATH           node key in derper's format; created 0600 if missing\n"
+           "  --mesh-key-file PATH      shared mesh key (64 lowercase hex)\n"
+           "  --mesh-with URL[,URL]     other relays of the region to mesh with\n"
+           "  --drain-ms MS             after SIGTERM, relay on this long (default 2000)\n"
+           "  --max-conns N             refuse connections past N (default unlimited)\n"
+           "  --verbose                 per-connection debug logs (as LOFT_LOG_DERP=true)\n"
+           "  --version, --help\n");
+}
+
+static int parse_uint(const char *flag, const char *s, unsigned *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (s[0] == '\0' || *end != '\0' || errno != 0 || v > 0x7fffffffUL || s[0] == '-') {
+        fprintf(stderr, "derp-relay: %s: want a number: `%s'\n", flag, s);
+        return -EINVAL;
+    }
+    *out = (unsigned)v;
     return 0;
+}
+
+static int parse_flags(int argc, char **argv, struct relay_opts *o)
+{
+    static const struct option longopts[] = {{"listen", required_argument, NULL, 'l'},
+                                             {"tls-cert", required_argument, NULL, 'c'},
+                                             {"tls-key", required_argument, NULL, 'k'},
+                                             {"self-signed", required_argument, NULL, 's'},
+                                             {"stun-listen", required_argument, NULL, 'u'},
+                                             {"key-file", required_argument, NULL, 'K'},
+                                             {"mesh-key-file", required_argument, NULL, 'M'},
+                                             {"mesh-with", required_argument, NULL, 'W'},
+                                             {"drain-ms", required_argument, NULL, 'd'},
+                                             {"max-conns", required_argument, NULL, 'm'},
+                                             {"verbose", no_argument, NULL, 'v'},
+                                             {"version", no_argument, NULL, 'V'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'l':
+            o->listen = optarg;
+            break;
+        case 'c':
+            o->tls_cert = optarg;
+            break;
+        case 'k':
+            o->tls_key = optarg;
+            break;
+        case 's':
+            o->self_signed = optarg;
+            break;
+        case 'u':
+            o->stun_listen = optarg;
+            break;
+        case 'K':
+            o->key_file = optarg;
+            break;
+        case 'M':
+            o->mesh_key_file = optarg;
+            break;
+        case 'W':
+            o->mesh_with = optarg;
+            break;
+        case 'd':
+            if (parse_uint("--drain-ms", optarg, &o->drain_ms) < 0) {
+                return 2;
+            }
+            break;
+        case 'm':
+            if (parse_uint("--max-conns", optarg, &o->max_conns) < 0) {
+                return 2;
+            }
+            break;
+        case 'v':
+            dc_log_set_debug(true);
+            break;
+        case 'V':
+            printf("derp-relay " RELAY_VERSION " (DERP protocol %d)\n", DERP_PROTOCOL_VERSION);
+            return 1;
+        case 'h':
+            usage(stdout);
+            return 1;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "derp-relay: unexpected argument `%s'\n", argv[optind]);
+        return 2;
+    }
+    if ((o->tls_cert != NULL) != (o->tls_key != NULL)) {
+        fprintf(stderr, "derp-relay: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
+    if (o->tls_cert != NULL && o->self_signed != NULL) {
+        fprintf(stderr, "derp-relay: --self-signed and --tls-cert exclude each other\n");
+        return 2;
+    }
+    return 0;
+}
+
+static int load_key(const struct relay_opts *o, struct derp_keypair *key)
+{
+    char err[DC_ERR_LEN];
+    if (o->key_file == NULL) {
+        derp_keypair_generate(key);
+        dc_log(DC_LOG_WARN, "derp", "no --key-file: using a fresh key that dies with the process");
+        return 0;
+    }
+    int created = 0;
+    if (derp_key_file_load_or_create(o->key_file, key, &created, err) < 0) {
+        dc_log(DC_LOG_ERROR, "derp", "%s", err);
+        return -1;
+    }
+    if (created) {
+        dc_log(DC_LOG_INFO, "derp", "created key file %s (mode 0600)", o->key_file);
+    }
+    return 0;
+}
+
+static int load_mesh_key(const char *path, struct derp_server_config *cfg)
+{
+    char err[DC_ERR_LEN];
+    char buf[512];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        dc_log(DC_LOG_ERROR, "derp", "mesh key file `%s': %s", path, strerror(errno));
+        return -1;
+    }
+    ssize_t n = read(fd, buf, sizeof(buf));
+    close(fd);
+    if (n < 0 || (size_t)n == sizeof(buf) ||
+        derp_mesh_key_parse(buf, (size_t)n, cfg->mesh_key, err) < 0) {
+        dc_log(DC_LOG_ERROR, "derp", "mesh key file `%s': %s", path,
+               n < 0                      ? strerror(errno)
+               : (size_t)n == sizeof(buf) ? "file too long"
+                                          : err);
+        sodium_memzero(buf, sizeof(buf));
+        return -1;
+    }
+    sodium_memzero(buf, sizeof(buf));
+    cfg->has_mesh_key = true;
+    return 0;
+}
+
+static int check_mesh_with(const char *list)
+{
+    char copy[4096];
+    if (snprintf(copy, sizeof(copy), "%s", list) >= (int)sizeof(copy)) {
+        dc_log(DC_LOG_ERROR, "derp", "--mesh-with: list too long");
+        return -1;
+    }
+    char *save = NULL;
+    for (char *u = strtok_r(copy, ",", &save); u != NULL; u = strtok_r(NULL, ",", &save)) {
+        bool tls;
+        char host[256], path[512], err[DC_ERR_LEN];
+        uint16_t port;
+        if (derp_url_parse(u, &tls, host, sizeof(host), &port, path, sizeof(path), err) < 0) {
+            dc_log(DC_LOG_ERROR, "derp", "--mesh-with: %s", err);
+            return -1;
+        }
+    }
+    dc_log(DC_LOG_WARN, "derp-mesh",
+           "--mesh-with accepted but outbound meshing is not in this build yet: peers=%s", list);
+    return 0;
+}
+
+static struct dc_tls_server *make_tls(const struct relay_opts *o, const struct derp_keypair *key)
+{
+    struct dc_tls_server *tls = NULL;
+    char err[DC_ERR_LEN];
+    int rc;
+    if (o->self_signed != NULL) {
+        rc = dc_tls_server_new_self_signed(o->self_signed, &tls, err);
+    } else {
+        rc = dc_tls_server_new_files(o->tls_cert, o->tls_key, &tls, err);
+    }
+    if (rc < 0) {
+        dc_log(DC_LOG_ERROR, "derp", "tls: %s", err);
+        return NULL;
+    }
+    if (dc_tls_server_add_meta_cert(tls, key->pub, DERP_PROTOCOL_VERSION, err) < 0) {
+        dc_log(DC_LOG_ERROR, "derp", "tls: meta certificate: %s", err);
+        dc_tls_server_free(tls);
+        return NULL;
+    }
+    char pin[DC_TLS_PIN_LEN];
+    dc_tls_server_pin(tls, pin);
+    if (o->self_signed != NULL) {
+        dc_log(DC_LOG_INFO, "derp", "self-signed certificate for %s: CertName %s", o->self_signed,
+               pin);
+    } else {
+        dc_log(DC_LOG_INFO, "derp", "TLS certificate %s: %s", o->tls_cert, pin);
+    }
+    return tls;
+}
+
+static void stun_metrics(void *data, struct dc_buf *out)
+{
+    const struct relay *r = data;
+    if (!r->has_stun) {
+        return;
+    }
+    dc_buf_printf(out,
+                  "# HELP derp_stun_requests_total STUN binding requests answered.\n"
+                  "# TYPE derp_stun_requests_total counter\nderp_stun_requests_total %llu\n"
+                  "# HELP derp_stun_ignored_total UDP datagrams that were not binding requests.\n"
+                  "# TYPE derp_stun_ignored_total counter\nderp_stun_ignored_total %llu\n",
+                  (unsigned long long)r->stun.requests, (unsigned long long)r->stun.ignored);
+}
+
+static void drain_done(struct dc_loop *loop, void *data)
+{
+    (void)data;
+    dc_loop_stop(loop);
+}
+
+static void signal_cb(struct dc_loop *loop, struct dc_io *io, uint32_t events)
+{
+    (void)events;
+    struct relay *r = io->data;
+    struct signalfd_siginfo si;
+    while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+            if (r->server == NULL) {
+                dc_loop_stop(loop);
+                return;
+            }
+            dc_log(DC_LOG_INFO, "derp", "got %s: draining",
+                   si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+            struct derp_server *s = r->server;
+            static bool again;
+            if (again) {
+                dc_log(DC_LOG_INFO, "derp", "second signal: exiting now");
+                dc_loop_stop(loop);
+                return;
+            }
+            again = true;
+            derp_server_drain(s, drain_done, r);
+        }
+    }
+}
+
+static int setup_signals(struct relay *r)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGPIPE);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) {
+        return -errno;
+    }
+    sigdelset(&set, SIGPIPE);
+    int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd < 0) {
+        return -errno;
+    }
+    r->sig_io.fd = fd;
+    r->sig_io.cb = signal_cb;
+    r->sig_io.data = r;
+    return dc_io_start(r->loop, &r->sig_io, DC_IO_READ);
+}
+
+static int run(const struct relay_opts *o)
+{
+    struct relay r = {.exit_code = 1};
+    struct derp_server_config cfg = {
+        .listen_addr = o->listen, .drain_ms = o->drain_ms, .max_conns = o->max_conns};
+    struct dc_tls_server *tls = NULL;
+    char err[DC_ERR_LEN];
+    r.loop = dc_loop_new();
+    if (r.loop == NULL || setup_signals(&r) < 0 || load_key(o, &cfg.key) < 0) {
+        goto out;
+    }
+    if (o->mesh_key_file != NULL && load_mesh_key(o->mesh_key_file, &cfg) < 0) {
+        goto out;
+    }
+    if (o->mesh_with != NULL && check_mesh_with(o->mesh_with) < 0) {
+        goto out;
+    }
+    if (o->self_signed != NULL || o->tls_cert != NULL) {
+        tls = make_tls(o, &cfg.key);
+        if (tls == NULL) {
+            goto out;
+        }
+        cfg.tls = tls;
+    }
+    if (strcmp(o->stun_listen, "off") != 0) {
+        if (stun_server_start(&r.stun, r.loop, o->stun_listen, err) < 0) {
+            dc_log(DC_LOG_ERROR, "derp-stun", "%s", err);
+            goto out;
+        }
+        r.has_stun = true;
+    }
+    cfg.extra_metrics = stun_metrics;
+    cfg.extra_metrics_data = &r;
+    if (derp_server_new(r.loop, &cfg, &r.server, err) < 0) {
+        dc_log(DC_LOG_ERROR, "derp", "%s", err);
+        goto out;
+    }
+    char hex[DERP_KEY_HEX_LEN + 1];
+    derp_key_hex(cfg.key.pub, hex);
+    dc_log(DC_LOG_INFO, "derp", "derp-relay %s listening on %s (%s) port=%u key=%s mesh=%s",
+           RELAY_VERSION, o->listen, tls != NULL ? "https" : "http", derp_server_port(r.server),
+           hex, cfg.has_mesh_key ? "on" : "off");
+    if (dc_loop_run(r.loop) < 0) {
+        dc_log(DC_LOG_ERROR, "derp", "event loop failed");
+        goto out;
+    }
+    dc_log(DC_LOG_INFO, "derp", "derp-relay stopped");
+    r.exit_code = 0;
+out:
+    derp_server_free(r.server);
+    if (r.has_stun) {
+        stun_server_stop(&r.stun);
+    }
+    if (r.sig_io.is_active) {
+        dc_io_stop(r.loop, &r.sig_io);
+        close(r.sig_io.fd);
+    }
+    dc_tls_server_free(tls);
+    dc_loop_free(r.loop);
+    derp_keypair_wipe(&cfg.key);
+    sodium_memzero(cfg.mesh_key, sizeof(cfg.mesh_key));
+    return r.exit_code;
+}
+
+int main(int argc, char **argv)
+{
+    struct relay_opts o = {.listen = ":3340", .stun_listen = ":3478"};
+    dc_log_init();
+    int rc = parse_flags(argc, argv, &o);
+    if (rc != 0) {
+        return rc == 1 ? 0 : rc;
+    }
+    if (sodium_init() < 0 || dc_tls_init() < 0) {
+        fprintf(stderr, "derp-relay: crypto library init failed\n");
+        return 1;
+    }
+    return run(&o);
 }

@@ -1,0 +1,550 @@
+#include "derp_client.h"
+
+#include "bytes.h"
+#include "derp_frame.h"
+#include "http.h"
+#include "net.h"
+#include "tls.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <poll.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define DEFAULT_TIMEOUT_MS 10000
+
+struct derp_client {
+    int fd;                  /* owned */
+    SSL *ssl;                /* owned; NULL for plain HTTP */
+    struct derp_keypair key; /* wiped on free */
+    uint8_t server_key[DERP_KEY_LEN];
+    uint8_t *rbuf; /* owned, DERP_CLIENT_RBUF_LEN */
+    size_t rlen;   /* bytes buffered */
+    size_t roff;   /* bytes of rbuf already returned */
+    uint8_t *wbuf; /* owned, DERP_CLIENT_WBUF_LEN */
+    size_t wlen;
+};
+
+int derp_url_parse(const char *url, bool *is_tls, char *host, size_t host_len, uint16_t *port,
+                   char *path, size_t path_len, char *err)
+{
+    const char *p = url;
+    *is_tls = true;
+    if (strncmp(p, "https://", 8) == 0) {
+        p += 8;
+    } else if (strncmp(p, "http://", 7) == 0) {
+        *is_tls = false;
+        p += 7;
+    } else if (strstr(p, "://") != NULL) {
+        return dc_err_set(err, -EINVAL, "url: scheme must be http or https: `%s'", url);
+    }
+    size_t auth_len = strcspn(p, "/?#");
+    const char *rest = p + auth_len;
+    if (auth_len == 0 || auth_len >= 300) {
+        return dc_err_set(err, -EINVAL, "url: missing or overlong host: `%s'", url);
+    }
+    char auth[300];
+    memcpy(auth, p, auth_len);
+    auth[auth_len] = '\0';
+    *port = *is_tls ? 443 : 80;
+    bool has_port = auth[0] == '['
+                        ? strstr(auth, "]:") != NULL
+                        : strchr(auth, ':') != NULL && strchr(auth, ':') == strrchr(auth, ':');
+    if (has_port) {
+        if (dc_net_split_hostport(auth, host, host_len, port, NULL) < 0 || *port == 0) {
+            return dc_err_set(err, -EINVAL, "url: bad host or port: `%s'", url);
+        }
+    } else {
+        const char *h = auth;
+        size_t hl = auth_len;
+        if (auth[0] == '[') {
+            if (auth[auth_len - 1] != ']') {
+                return dc_err_set(err, -EINVAL, "url: bad IPv6 host: `%s'", url);
+            }
+            h++;
+            hl -= 2;
+        }
+        if (hl == 0 || hl >= host_len) {
+            return dc_err_set(err, -EINVAL, "url: bad host: `%s'", url);
+        }
+        memcpy(host, h, hl);
+        host[hl] = '\0';
+    }
+    if (*rest == '\0' || *rest == '?' || *rest == '#' || strcmp(rest, "/") == 0) {
+        rest = "/derp";
+    }
+    size_t rl = strcspn(rest, "#");
+    if (rl >= path_len) {
+        return dc_err_set(err, -EINVAL, "url: path too long: `%s'", url);
+    }
+    memcpy(path, rest, rl);
+    path[rl] = '\0';
+    return 0;
+}
+
+/* ---- raw I/O ---- */
+
+static long client_read(struct derp_client *c, uint8_t *buf, size_t cap)
+{
+    if (c->ssl != NULL) {
+        size_t got = 0;
+        int rc = SSL_read_ex(c->ssl, buf, cap, &got);
+        if (rc == 1) {
+            return (long)got;
+        }
+        int e = SSL_get_error(c->ssl, rc);
+        ERR_clear_error();
+        if (e == SSL_ERROR_ZERO_RETURN) {
+            return 0;
+        }
+        if (e == SSL_ERROR_WANT_READ || (e == SSL_ERROR_SYSCALL && errno == EAGAIN)) {
+            return -ETIMEDOUT;
+        }
+        return -ECONNRESET;
+    }
+    for (;;) {
+        ssize_t n = recv(c->fd, buf, cap, 0);
+        if (n >= 0) {
+            return (long)n;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        return errno == EAGAIN ? -ETIMEDOUT : -errno;
+    }
+}
+
+static int client_write_all(struct derp_client *c, const uint8_t *p, size_t len)
+{
+    while (len > 0) {
+        size_t w = 0;
+        if (c->ssl != NULL) {
+            if (SSL_write_ex(c->ssl, p, len, &w) != 1) {
+                ERR_clear_error();
+                return -EPIPE;
+            }
+        } else {
+            ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+            if (n < 0) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                return errno == EAGAIN ? -ETIMEDOUT : -errno;
+            }
+            w = (size_t)n;
+        }
+        p += w;
+        len -= w;
+    }
+    return 0;
+}
+
+int derp_client_flush(struct derp_client *c)
+{
+    int rc = client_write_all(c, c->wbuf, c->wlen);
+    c->wlen = 0;
+    return rc;
+}
+
+static bool client_has_buffered(const struct derp_client *c)
+{
+    return c->rlen > c->roff || (c->ssl != NULL && SSL_pending(c->ssl) > 0);
+}
+
+/* Makes sure at least need bytes are buffered past roff; waits up to timeout_ms. */
+static int client_fill(struct derp_client *c, size_t need, int timeout_ms)
+{
+    if (need > DERP_CLIENT_RBUF_LEN) {
+        return -EMSGSIZE;
+    }
+    if (c->roff > 0 && c->rlen - c->roff < need && c->roff + need > DERP_CLIENT_RBUF_LEN) {
+        memmove(c->rbuf, c->rbuf + c->roff, c->rlen - c->roff);
+        c->rlen -= c->roff;
+        c->roff = 0;
+    }
+    while (c->rlen - c->roff < need) {
+        if (!client_has_buffered(c) || c->rlen == c->roff) {
+            struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+            if (!(c->ssl != NULL && SSL_pending(c->ssl) > 0)) {
+                int n = poll(&pfd, 1, timeout_ms);
+                if (n == 0) {
+                    return -ETIMEDOUT;
+                }
+                if (n < 0 && errno != EINTR) {
+                    return -errno;
+                }
+            }
+        }
+        long n = client_read(c, c->rbuf + c->rlen, DERP_CLIENT_RBUF_LEN - c->rlen);
+        if (n == -ETIMEDOUT) {
+            continue;
+        }
+        if (n == 0) {
+            return -ECONNRESET;
+        }
+        if (n < 0) {
+            return (int)n;
+        }
+        c->rlen += (size_t)n;
+    }
+    return 0;
+}
+
+/* Reads one whole frame; *payload points into rbuf until the next read. */
+static int client_read_frame(struct derp_client *c, uint8_t *type, const uint8_t **payload,
+                             uint32_t *len, int timeout_ms)
+{
+    if (c->roff == c->rlen) {
+        c->roff = c->rlen = 0;
+    }
+    int rc = client_fill(c, DERP_FRAME_HDR_LEN, timeout_ms);
+    if (rc < 0) {
+        return rc;
+    }
+    (void)derp_frame_header_decode(c->rbuf + c->roff, c->rlen - c->roff, type, len);
+    if (*len > DERP_CLIENT_RBUF_LEN - DERP_FRAME_HDR_LEN) {
+        return -EMSGSIZE;
+    }
+    rc = client_fill(c, DERP_FRAME_HDR_LEN + (size_t)*len, timeout_ms);
+    if (rc < 0) {
+        return rc;
+    }
+    *payload = c->rbuf + c->roff + DERP_FRAME_HDR_LEN;
+    c->roff += DERP_FRAME_HDR_LEN + *len;
+    return 0;
+}
+
+/* ---- handshake ---- */
+
+static int client_http_upgrade(struct derp_client *c, const char *host, uint16_t port, bool is_tls,
+                               const char *path, const struct derp_client_opts *o, char *err)
+{
+    char req[1024];
+    bool default_port = port == (is_tls ? 443 : 80);
+    bool v6 = strchr(host, ':') != NULL;
+    char hosthdr[320];
+    snprintf(hosthdr, sizeof(hosthdr), "%s%s%s", v6 ? "[" : "", host, v6 ? "]" : "");
+    int n = snprintf(req, sizeof(req),
+                     "GET %s HTTP/1.1\r\nHost: %s%s%.0u\r\nUser-Agent: derp-controller\r\n"
+                     "Connection: Upgrade\r\nUpgrade: DERP\r\n%s\r\n",
+                     path, hosthdr, default_port ? "" : ":", default_port ? 0 : port,
+                     o->fast_start ? DERP_HDR_FAST_START ": 1\r\n" : "");
+    if (!default_port) {
+        n = snprintf(req, sizeof(req),
+                     "GET %s HTTP/1.1\r\nHost: %s:%u\r\nUser-Agent: derp-controller\r\n"
+                     "Connection: Upgrade\r\nUpgrade: DERP\r\n%s\r\n",
+                     path, hosthdr, port, o->fast_start ? DERP_HDR_FAST_START ": 1\r\n" : "");
+    }
+    if (n < 0 || (size_t)n >= sizeof(req)) {
+        return dc_err_set(err, -EINVAL, "http: request too long");
+    }
+    int rc = client_write_all(c, (const uint8_t *)req, (size_t)n);
+    if (rc < 0) {
+        return dc_err_set(err, rc, "io: sending the HTTP request: %s", dc_strerror(rc));
+    }
+    if (o->fast_start) {
+        return 0;
+    }
+    for (;;) {
+        struct http_response resp;
+        char why[DC_ERR_LEN];
+        ssize_t h = http_response_parse((const char *)c->rbuf, c->rlen, &resp, why);
+        if (h < 0) {
+            return dc_err_set(err, -EPROTO, "http: bad response: %s", why);
+        }
+        if (h > 0) {
+            if (resp.status != 101) {
+                return dc_err_set(err, -EPROTO, "http: unexpected status %d %.*s (want 101)",
+                                  resp.status, (int)resp.reason.len, (const char *)resp.reason.p);
+            }
+            c->roff = (size_t)h;
+            return 0;
+        }
+        rc = client_fill(c, c->rlen + 1, o->timeout_ms);
+        if (rc < 0) {
+            return dc_err_set(err, rc, "%s waiting for the HTTP response: %s",
+                              rc == -ETIMEDOUT ? "timeout:" : "http:", dc_strerror(rc));
+        }
+    }
+}
+
+static int client_login(struct derp_client *c, const struct derp_client_opts *o, char *err)
+{
+    uint8_t type;
+    const uint8_t *payload;
+    uint32_t len;
+    int rc = client_read_frame(c, &type, &payload, &len, o->timeout_ms);
+    if (rc < 0) {
+        return dc_err_set(err, rc, "%s waiting for ServerKey: %s",
+                          rc == -ETIMEDOUT ? "timeout:" : "handshake:", dc_strerror(rc));
+    }
+    if (type != DERP_FRAME_SERVER_KEY ||
+        derp_frame_server_key_decode(payload, len, c->server_key) < 0) {
+        return dc_err_set(err, -EPROTO, "handshake: invalid server greeting (frame type %u)", type);
+    }
+    struct derp_client_info ci = {.version = DERP_PROTOCOL_VERSION, .can_ack_pings = true};
+    ci.is_prober = o->is_prober;
+    ci.has_mesh_key = o->has_mesh_key;
+    memcpy(ci.mesh_key, o->mesh_key, sizeof(ci.mesh_key));
+    snprintf(ci.app_name, sizeof(ci.app_name), "%s", o->app_name != NULL ? o->app_name : "");
+    char json[DERP_INFO_JSON_MAX];
+    int jn = derp_client_info_format(&ci, json, sizeof(json));
+    sodium_memzero(ci.mesh_key, sizeof(ci.mesh_key));
+    if (jn < 0) {
+        return dc_err_set(err, jn, "handshake: cannot format ClientInfo");
+    }
+    uint8_t frame[DERP_KEY_LEN + DERP_BOX_SEAL_OVERHEAD + DERP_INFO_JSON_MAX];
+    memcpy(frame, c->key.pub, DERP_KEY_LEN);
+    size_t boxed = derp_box_seal(&c->key, c->server_key, (const uint8_t *)json, (size_t)jn,
+                                 frame + DERP_KEY_LEN);
+    sodium_memzero(json, sizeof(json));
+    if (boxed == 0) {
+        return dc_err_set(err, -EPROTO, "handshake: server key refused by crypto_box");
+    }
+    rc = derp_client_send_frame(c, DERP_FRAME_CLIENT_INFO, frame, DERP_KEY_LEN + boxed);
+    if (rc == 0) {
+        rc = derp_client_flush(c);
+    }
+    if (rc < 0) {
+        return dc_err_set(err, rc, "io: sending ClientInfo: %s", dc_strerror(rc));
+    }
+    for (;;) {
+        rc = client_read_frame(c, &type, &payload, &len, o->timeout_ms);
+        if (rc < 0) {
+            return dc_err_set(err, rc, "%s waiting for ServerInfo: %s",
+                              rc == -ETIMEDOUT ? "timeout:" : "handshake:", dc_strerror(rc));
+        }
+        if (type == DERP_FRAME_SERVER_INFO) {
+            break;
+        }
+        if (type != DERP_FRAME_SERVER_KEY) { /* fast start: a ServerKey may still come first */
+            return dc_err_set(err, -EPROTO, "handshake: got frame type %u instead of ServerInfo",
+                              type);
+        }
+    }
+    uint8_t msg[DERP_INFO_JSON_MAX];
+    if (len > sizeof(msg) + DERP_BOX_SEAL_OVERHEAD) {
+        return dc_err_set(err, -EPROTO, "handshake: ServerInfo too long (%u bytes)", len);
+    }
+    long mlen = derp_box_open(&c->key, c->server_key, payload, len, msg);
+    if (mlen < 0) {
+        return dc_err_set(err, -EPROTO, "handshake: ServerInfo box does not open");
+    }
+    struct derp_server_info si;
+    char why[DC_ERR_LEN];
+    if (derp_server_info_parse((const char *)msg, (size_t)mlen, &si, why) < 0) {
+        return dc_err_set(err, -EPROTO, "handshake: %s", why);
+    }
+    return 0;
+}
+
+static int client_open(struct derp_client *c, const struct derp_client_opts *o, char *err)
+{
+    bool is_tls;
+    char host[256];
+    char path[512];
+    uint16_t port;
+    int rc = derp_url_parse(o->url, &is_tls, host, sizeof(host), &port, path, sizeof(path), err);
+    if (rc < 0) {
+        return rc;
+    }
+    c->fd = dc_net_connect_tcp(host, port, o->timeout_ms, err);
+    if (c->fd < 0) {
+        return c->fd;
+    }
+    if (dc_net_set_nodelay(c->fd) < 0) {
+        /* not fatal: only latency suffers */
+    }
+    struct timeval tv = {.tv_sec = o->timeout_ms / 1000, .tv_usec = (o->timeout_ms % 1000) * 1000};
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (is_tls) {
+        struct dc_tls_client_opts to = {.server_name = host,
+                                        .insecure_skip_verify = o->insecure_skip_verify,
+                                        .pin = o->pin,
+                                        .ca_file = o->ca_file};
+        rc = dc_tls_client_connect(c->fd, &to, o->timeout_ms, &c->ssl, err);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    rc = client_http_upgrade(c, host, port, is_tls, path, o, err);
+    if (rc < 0) {
+        return rc;
+    }
+    return client_login(c, o, err);
+}
+
+int derp_client_connect(const struct derp_client_opts *opts, struct derp_client **out, char *err)
+{
+    struct derp_client_opts o = *opts;
+    if (o.timeout_ms <= 0) {
+        o.timeout_ms = DEFAULT_TIMEOUT_MS;
+    }
+    struct derp_client *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return dc_err_set(err, -ENOMEM, "out of memory");
+    }
+    c->fd = -1;
+    c->rbuf = malloc(DERP_CLIENT_RBUF_LEN);
+    c->wbuf = malloc(DERP_CLIENT_WBUF_LEN);
+    if (c->rbuf == NULL || c->wbuf == NULL) {
+        derp_client_free(c);
+        return dc_err_set(err, -ENOMEM, "out of memory");
+    }
+    if (o.key != NULL) {
+        c->key = *o.key;
+    } else {
+        derp_keypair_generate(&c->key);
+    }
+    int rc = client_open(c, &o, err);
+    if (rc < 0) {
+        derp_client_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+void derp_client_free(struct derp_client *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    if (c->ssl != NULL) {
+        dc_tls_close(c->ssl);
+    }
+    if (c->fd >= 0) {
+        close(c->fd);
+    }
+    derp_keypair_wipe(&c->key);
+    free(c->rbuf);
+    free(c->wbuf);
+    free(c);
+}
+
+const uint8_t *derp_client_public_key(const struct derp_client *c)
+{
+    return c->key.pub;
+}
+
+const uint8_t *derp_client_server_key(const struct derp_client *c)
+{
+    return c->server_key;
+}
+
+int derp_client_fd(const struct derp_client *c)
+{
+    return c->fd;
+}
+
+static int client_queue(struct derp_client *c, const uint8_t *a, size_t alen, const uint8_t *b,
+                        size_t blen)
+{
+    if (alen + blen > DERP_CLIENT_WBUF_LEN - c->wlen) {
+        int rc = derp_client_flush(c);
+        if (rc < 0) {
+            return rc;
+        }
+        if (alen + blen > DERP_CLIENT_WBUF_LEN) {
+            rc = client_write_all(c, a, alen);
+            return rc < 0 ? rc : client_write_all(c, b, blen);
+        }
+    }
+    memcpy(c->wbuf + c->wlen, a, alen);
+    if (blen > 0) {
+        memcpy(c->wbuf + c->wlen + alen, b, blen);
+    }
+    c->wlen += alen + blen;
+    return 0;
+}
+
+int derp_client_send_frame(struct derp_client *c, uint8_t type, const uint8_t *payload, size_t len)
+{
+    if (len > UINT32_MAX) {
+        return -EMSGSIZE;
+    }
+    uint8_t hdr[DERP_FRAME_HDR_LEN];
+    derp_frame_header_encode(hdr, type, (uint32_t)len);
+    return client_queue(c, hdr, sizeof(hdr), payload, len);
+}
+
+int derp_client_send(struct derp_client *c, const uint8_t dst[static DERP_KEY_LEN],
+                     const uint8_t *pkt, size_t len)
+{
+    if (len > DERP_MAX_PACKET_LEN) {
+        return -EMSGSIZE;
+    }
+    uint8_t hdr[DERP_FRAME_HDR_LEN + DERP_KEY_LEN];
+    derp_frame_header_encode(hdr, DERP_FRAME_SEND_PACKET, (uint32_t)(DERP_KEY_LEN + len));
+    memcpy(hdr + DERP_FRAME_HDR_LEN, dst, DERP_KEY_LEN);
+    return client_queue(c, hdr, sizeof(hdr), pkt, len);
+}
+
+int derp_client_ping(struct derp_client *c, const uint8_t data[static DERP_PING_LEN])
+{
+    return derp_client_send_frame(c, DERP_FRAME_PING, data, DERP_PING_LEN);
+}
+
+int derp_client_note_preferred(struct derp_client *c, bool preferred)
+{
+    uint8_t v = preferred ? 1 : 0;
+    return derp_client_send_frame(c, DERP_FRAME_NOTE_PREFERRED, &v, 1);
+}
+
+static int decode_msg(struct derp_client_msg *m, uint8_t type, const uint8_t *p, uint32_t len,
+                      char *err)
+{
+    memset(m, 0, sizeof(*m));
+    m->type = type;
+    m->data = p;
+    m->len = len;
+    switch (type) {
+    case DERP_FRAME_RECV_PACKET:
+        if (len < DERP_KEY_LEN) {
+            return dc_err_set(err, -EPROTO, "handshake: short RecvPacket (%u bytes)", len);
+        }
+        memcpy(m->key, p, DERP_KEY_LEN);
+        m->data = p + DERP_KEY_LEN;
+        m->len = len - DERP_KEY_LEN;
+        break;
+    case DERP_FRAME_PEER_GONE:
+    case DERP_FRAME_PEER_PRESENT:
+        if (len < DERP_KEY_LEN) {
+            return dc_err_set(err, -EPROTO, "short peer frame (%u bytes)", len);
+        }
+        memcpy(m->key, p, DERP_KEY_LEN);
+        m->reason = type == DERP_FRAME_PEER_GONE && len > DERP_KEY_LEN ? p[DERP_KEY_LEN] : 0;
+        break;
+    case DERP_FRAME_RESTARTING:
+        if (len >= 8) {
+            m->reconnect_in_ms = dc_get_be32(p);
+            m->try_for_ms = dc_get_be32(p + 4);
+        }
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+int derp_client_recv(struct derp_client *c, struct derp_client_msg *msg, int timeout_ms, char *err)
+{
+    int rc = derp_client_flush(c);
+    if (rc < 0) {
+        return dc_err_set(err, rc, "io: write: %s", dc_strerror(rc));
+    }
+    uint8_t type;
+    const uint8_t *payload;
+    uint32_t len;
+    rc = client_read_frame(c, &type, &payload, &len, timeout_ms);
+    if (rc < 0) {
+        return dc_err_set(err, rc, "%s %s", rc == -ETIMEDOUT ? "timeout:" : "io:",
+                          rc == -ECONNRESET ? "connection closed by the server" : dc_strerror(rc));
+    }
+    return decode_msg(msg, type, payload, len, err);
+}

@@ -1,0 +1,86 @@
+/* derp_server: the DERP relay server on one event loop.
+ *
+ * Accepts HTTP/1.1 (optionally TLS) connections, serves /derp (Upgrade: DERP,
+ * with or without Derp-Fast-Start), the probe endpoints, /generate_204,
+ * /healthz, /robots.txt and /metrics, and relays packets between clients by
+ * key. Single-threaded; all state hangs off struct derp_server. Limits and
+ * timings follow derper (derp_proto.h). It does not resolve names, read
+ * files or install signal handlers: relay_main.c does. */
+#ifndef DC_RELAY_DERP_SERVER_H
+#define DC_RELAY_DERP_SERVER_H
+
+#include "derp_key.h"
+#include "err.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct dc_loop;
+struct dc_tls_server;
+struct dc_buf;
+struct derp_server;
+
+/* Appends extra Prometheus text to the /metrics answer (e.g. STUN counters). */
+typedef void (*derp_metrics_cb)(void *data, struct dc_buf *out);
+
+struct derp_server_config {
+    const char *listen_addr;   /* "ip:port" or ":port"; borrowed for the call */
+    struct dc_tls_server *tls; /* borrowed, must outlive the server; NULL = plain HTTP */
+    struct derp_keypair key;   /* the server's node key (copied) */
+    bool has_mesh_key;         /* mesh_key is set */
+    uint8_t mesh_key[DERP_MESH_KEY_LEN];
+    uint32_t handshake_timeout_ms; /* 0: DERP_HANDSHAKE_TIMEOUT_MS */
+    uint32_t write_timeout_ms;     /* 0: DERP_WRITE_TIMEOUT_MS */
+    uint32_t keepalive_ms;         /* 0: DERP_KEEPALIVE_MS */
+    uint32_t restart_reconnect_ms; /* Restarting frame "reconnect in"; 0: 1000 */
+    uint32_t restart_try_for_ms;   /* Restarting frame "try for"; 0: 60000 */
+    uint32_t drain_ms;             /* relay on after Restarting before closing; 0: 2000 */
+    uint32_t max_conns;            /* 0: unlimited */
+    derp_metrics_cb extra_metrics; /* may be NULL */
+    void *extra_metrics_data;      /* borrowed */
+};
+
+/* Relay counters, readable at any time (also served on /metrics). */
+struct derp_server_stats {
+    uint64_t accepts;                /* TCP connections accepted */
+    uint64_t conns_current;          /* open TCP connections in any state */
+    uint64_t clients_current;        /* logged-in DERP clients */
+    uint64_t home_clients;           /* clients that sent NotePreferred(1) */
+    uint64_t dup_client_keys;        /* keys with more than one connection */
+    uint64_t handshake_errors;       /* connections closed before login finished */
+    uint64_t http_requests;          /* non-DERP HTTP requests answered */
+    uint64_t packets_recv;           /* SendPacket/ForwardPacket frames read */
+    uint64_t bytes_recv;             /* their packet bytes */
+    uint64_t packets_sent;           /* RecvPacket frames written */
+    uint64_t bytes_sent;             /* their packet bytes */
+    uint64_t packets_forwarded_in;   /* ForwardPacket frames from mesh peers */
+    uint64_t drop_unknown_dest;      /* no client with that key */
+    uint64_t drop_dup_client;        /* key connected twice, no active connection */
+    uint64_t drop_queue_head;        /* queue full: oldest packet dropped */
+    uint64_t drop_gone;              /* destination disconnected with packets queued */
+    uint64_t drop_write_error;       /* write failed */
+    uint64_t peer_gone_disconnected; /* PeerGone reason 0 frames sent */
+    uint64_t peer_gone_not_here;     /* PeerGone reason 1 frames sent */
+    uint64_t pings;                  /* Ping frames answered */
+    uint64_t keepalives;             /* KeepAlive frames sent */
+    uint64_t write_timeouts;         /* clients closed for a stalled write */
+    uint64_t protocol_errors;        /* clients closed for a bad frame */
+};
+
+/* Creates a server listening on cfg->listen_addr, driven by loop. Returns 0
+ * and *out (free with derp_server_free()), or negative errno with err filled. */
+int derp_server_new(struct dc_loop *loop, const struct derp_server_config *cfg,
+                    struct derp_server **out, char *err) DC_MUST_CHECK;
+/* Closes every connection and frees the server; accepts NULL. */
+void derp_server_free(struct derp_server *s);
+/* The TCP port actually listened on (for ":0"). */
+uint16_t derp_server_port(const struct derp_server *s);
+/* Counters (borrowed; valid while the server is). */
+const struct derp_server_stats *derp_server_stats(const struct derp_server *s);
+/* Starts a graceful drain: stop accepting, send Restarting to every client,
+ * relay for cfg->drain_ms more, then close all and call done(loop, data). */
+void derp_server_drain(struct derp_server *s, void (*done)(struct dc_loop *, void *), void *data);
+/* Appends the Prometheus text of the counters to out. */
+void derp_server_metrics_format(const struct derp_server *s, struct dc_buf *out);
+
+#endif

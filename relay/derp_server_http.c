@@ -1,0 +1,246 @@
+/* derp_server_http: the HTTP side of the relay: the /derp upgrade and the
+ * small endpoints derper serves (probe, generate_204, robots.txt) plus ours
+ * (/healthz, /metrics). Non-upgrade requests get one answer and the
+ * connection closes once it is written (Connection: close). */
+#include "internal.h"
+
+#include "http.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Longest X-Tailscale-Challenge echoed (derper: 64). */
+#define CHALLENGE_MAX_LEN 64
+
+static const char home_page[] =
+    "<html><body>\n<h1>DERP</h1>\n<p>This is a Tailscale DERP relay (derp-controller).</p>\n"
+    "</body></html>\n";
+
+static void http_answer(struct derp_conn *c, int code, const char *extra_headers,
+                        const char *content_type, const char *body, size_t body_len, bool is_head)
+{
+    char head[1024];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\n%sContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n",
+                     code, http_status_text(code), extra_headers, content_type, body_len);
+    if (n < 0 || (size_t)n >= sizeof(head)) {
+        derp__conn_close(c, true, "HTTP answer too long");
+        return;
+    }
+    c->state = DERP_CONN_HTTP_DONE;
+    c->srv->stats.http_requests++;
+    derp__conn_send(c, head, (size_t)n);
+    if (!is_head && body_len > 0) {
+        derp__conn_send(c, body, body_len);
+    }
+}
+
+static void http_text(struct derp_conn *c, int code, const char *body, bool is_head)
+{
+    http_answer(c, code, "", "text/plain; charset=utf-8", body, strlen(body), is_head);
+}
+
+static bool challenge_ok(struct dc_span v)
+{
+    if (v.len == 0 || v.len > CHALLENGE_MAX_LEN) {
+        return false;
+    }
+    for (size_t i = 0; i < v.len; i++) {
+        uint8_t ch = v.p[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '_' || ch == ':';
+        if (!ok) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void serve_generate_204(struct derp_conn *c, const struct http_request *req, bool is_head)
+{
+    char extra[256] = "";
+    const struct dc_span *ch =
+        http_header_get(req->headers, req->num_headers, "X-Tailscale-Challenge");
+    if (ch != NULL && challenge_ok(*ch)) {
+        snprintf(extra, sizeof(extra), "X-Tailscale-Response: response %.*s\r\n", (int)ch->len,
+                 (const char *)ch->p);
+    }
+    char headers[512];
+    snprintf(headers, sizeof(headers),
+             "%sCache-Control: no-cache, no-store, must-revalidate, no-transform, max-age=0\r\n",
+             extra);
+    char head[1024];
+    int n = snprintf(head, sizeof(head), "HTTP/1.1 204 No Content\r\n%sConnection: close\r\n\r\n",
+                     headers);
+    (void)is_head;
+    c->state = DERP_CONN_HTTP_DONE;
+    c->srv->stats.http_requests++;
+    derp__conn_send(c, head, (size_t)n);
+}
+
+static void serve_metrics(struct derp_conn *c, bool is_head)
+{
+    struct dc_buf body;
+    dc_buf_init(&body, 1u << 20);
+    derp_server_metrics_format(c->srv, &body);
+    if (c->srv->cfg.extra_metrics != NULL) {
+        c->srv->cfg.extra_metrics(c->srv->cfg.extra_metrics_data, &body);
+    }
+    http_answer(c, 200, "", "text/plain; version=0.0.4; charset=utf-8", (const char *)body.p,
+                body.len, is_head);
+    dc_buf_deinit(&body);
+}
+
+static void serve_derp_upgrade(struct derp_conn *c, const struct http_request *req)
+{
+    struct derp_server *s = c->srv;
+    const struct dc_span *up = http_header_get(req->headers, req->num_headers, "Upgrade");
+    if (up == NULL || !http_span_eq_nocase(*up, "derp")) {
+        if (up != NULL) {
+            dc_log(DC_LOG_DEBUG, "derp", "upgrade `%.*s' on /derp not supported", (int)up->len,
+                   (const char *)up->p);
+        }
+        http_text(c, 426, "DERP requires connection upgrade\n", false);
+        return;
+    }
+    const struct dc_span *fs = http_header_get(req->headers, req->num_headers, DERP_HDR_FAST_START);
+    c->is_fast_start = fs != NULL && fs->len == 1 && fs->p[0] == '1';
+    const struct dc_span *ideal =
+        http_header_get(req->headers, req->num_headers, DERP_HDR_IDEAL_NODE);
+    c->is_not_ideal = ideal != NULL && ideal->len > 0;
+    if (!c->is_fast_start) {
+        char head[512];
+        int n = snprintf(head, sizeof(head),
+                         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: DERP\r\n"
+                         "Connection: Upgrade\r\n" DERP_HDR_VERSION ": %d\r\n" DERP_HDR_PUBLIC_KEY
+                         ": %s\r\n\r\n",
+                         DERP_PROTOCOL_VERSION, s->pub_hex);
+        derp__conn_send(c, head, (size_t)n);
+    }
+    uint8_t frame[DERP_SERVER_KEY_FRAME_LEN];
+    derp_frame_server_key_encode(frame, s->cfg.key.pub);
+    derp__conn_send(c, frame, sizeof(frame));
+    c->state = DERP_CONN_LOGIN;
+}
+
+static bool path_is(const struct http_request *req, const char *path)
+{
+    size_t n = strlen(path);
+    return req->path.len == n && memcmp(req->path.p, path, n) == 0;
+}
+
+static bool span_is(struct dc_span s, const char *text)
+{
+    size_t n = strlen(text);
+    return s.len == n && memcmp(s.p, text, n) == 0;
+}
+
+static void route(struct derp_conn *c, const struct http_request *req)
+{
+    bool is_get = span_is(req->method, "GET");
+    bool is_head = span_is(req->method, "HEAD");
+    if (path_is(req, "/derp")) {
+        serve_derp_upgrade(c, req);
+    } else if (path_is(req, "/derp/probe") || path_is(req, "/derp/latency-check")) {
+        if (is_get || is_head) {
+            http_answer(c, 200, "Access-Control-Allow-Origin: *\r\n", "text/plain; charset=utf-8",
+                        "", 0, is_head);
+        } else {
+            http_text(c, 405, "bogus probe method\n", false);
+        }
+    } else if (!is_get && !is_head) {
+        http_text(c, 405, "method not allowed\n", false);
+    } else if (path_is(req, "/generate_204")) {
+        serve_generate_204(c, req, is_head);
+    } else if (path_is(req, "/healthz")) {
+        http_text(c, 200, "ok\n", is_head);
+    } else if (path_is(req, "/robots.txt")) {
+        http_text(c, 200, "User-agent: *\nDisallow: /\n", is_head);
+    } else if (path_is(req, "/metrics")) {
+        serve_metrics(c, is_head);
+    } else if (path_is(req, "/")) {
+        http_answer(c, 200, "", "text/html; charset=utf-8", home_page, sizeof(home_page) - 1,
+                    is_head);
+    } else {
+        http_text(c, 404, "404 page not found\n", is_head);
+    }
+}
+
+size_t derp__http_handle(struct derp_conn *c, const uint8_t *buf, size_t len)
+{
+    struct http_request req;
+    char err[DC_ERR_LEN];
+    ssize_t n = http_request_parse((const char *)buf, len, &req, err);
+    if (n == 0) {
+        return 0;
+    }
+    if (n < 0) {
+        char why[DC_ERR_LEN + 32];
+        snprintf(why, sizeof(why), "bad HTTP request: %s", err);
+        dc_log(DC_LOG_INFO, "derp", "%s", why);
+        http_text(c, n == -EMSGSIZE ? 431 : 400,
+                  n == -EMSGSIZE ? "request header too large\n" : "bad request\n", false);
+        c->srv->stats.handshake_errors++;
+        return len;
+    }
+    route(c, &req);
+    return (size_t)n;
+}
+
+#define METRIC(name, help, type, value)                                                            \
+    dc_buf_printf(out, "# HELP " name " " help "\n# TYPE " name " " type "\n" name " %llu\n",      \
+                  (unsigned long long)(value))
+
+void derp_server_metrics_format(const struct derp_server *s, struct dc_buf *out)
+{
+    const struct derp_server_stats *st = &s->stats;
+    METRIC("derp_accepts_total", "TCP connections accepted.", "counter", st->accepts);
+    METRIC("derp_connections", "Open TCP connections in any state.", "gauge", st->conns_current);
+    METRIC("derp_clients", "Logged-in DERP clients.", "gauge", st->clients_current);
+    METRIC("derp_home_clients", "Clients that chose this relay as home.", "gauge",
+           st->home_clients);
+    METRIC("derp_dup_client_keys", "Keys connected more than once.", "gauge", st->dup_client_keys);
+    METRIC("derp_handshake_errors_total", "Connections closed before login.", "counter",
+           st->handshake_errors);
+    METRIC("derp_http_requests_total", "Plain HTTP requests answered.", "counter",
+           st->http_requests);
+    METRIC("derp_packets_received_total", "Packets received from clients.", "counter",
+           st->packets_recv);
+    METRIC("derp_bytes_received_total", "Packet bytes received from clients.", "counter",
+           st->bytes_recv);
+    METRIC("derp_packets_sent_total", "Packets relayed to clients.", "counter", st->packets_sent);
+    METRIC("derp_bytes_sent_total", "Packet bytes relayed to clients.", "counter", st->bytes_sent);
+    METRIC("derp_packets_forwarded_in_total", "Packets forwarded in by mesh peers.", "counter",
+           st->packets_forwarded_in);
+    dc_buf_printf(out, "# HELP derp_packets_dropped_total Packets dropped, by reason.\n"
+                       "# TYPE derp_packets_dropped_total counter\n");
+    const struct {
+        const char *reason;
+        uint64_t v;
+    } drops[] = {{"unknown_dest", st->drop_unknown_dest},
+                 {"dup_client", st->drop_dup_client},
+                 {"queue_head", st->drop_queue_head},
+                 {"gone_disconnected", st->drop_gone},
+                 {"write_error", st->drop_write_error}};
+    for (size_t i = 0; i < sizeof(drops) / sizeof(drops[0]); i++) {
+        dc_buf_printf(out, "derp_packets_dropped_total{reason=\"%s\"} %llu\n", drops[i].reason,
+                      (unsigned long long)drops[i].v);
+    }
+    dc_buf_printf(out,
+                  "# HELP derp_peer_gone_frames_total PeerGone frames sent.\n"
+                  "# TYPE derp_peer_gone_frames_total counter\n"
+                  "derp_peer_gone_frames_total{reason=\"disconnected\"} %llu\n"
+                  "derp_peer_gone_frames_total{reason=\"not_here\"} %llu\n",
+                  (unsigned long long)st->peer_gone_disconnected,
+                  (unsigned long long)st->peer_gone_not_here);
+    METRIC("derp_pings_total", "Ping frames answered.", "counter", st->pings);
+    METRIC("derp_keepalives_total", "KeepAlive frames sent.", "counter", st->keepalives);
+    METRIC("derp_write_timeouts_total", "Clients closed for a stalled write.", "counter",
+           st->write_timeouts);
+    METRIC("derp_protocol_errors_total", "Clients closed for a bad frame.", "counter",
+           st->protocol_errors);
+    METRIC("derp_pool_buffers_live", "Packet buffers in use.", "gauge", s->pool.live);
+}

@@ -1,0 +1,180 @@
+/* internal: structures and helpers shared by the server's files
+ * (derp_server.c, derp_server_http.c, derp_registry.c, derp_pool.c).
+ * Not part of any public contract: names carry the derp__ prefix. */
+#ifndef DC_RELAY_INTERNAL_H
+#define DC_RELAY_INTERNAL_H
+
+#include "buf.h"
+#include "derp_frame.h"
+#include "derp_proto.h"
+#include "derp_server.h"
+#include "loop.h"
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* ---- packet pool: recycled buffers, so the hot path never mallocs ---- */
+
+/* Buffer size classes (bytes of frame data). The read buffer holds a whole
+ * ClientInfo frame (256 KiB) plus its header, so every legal frame fits. */
+#define DERP_POOL_SMALL   2048u
+#define DERP_POOL_MEDIUM  16384u
+#define DERP_POOL_LARGE   (DERP_FRAME_HDR_LEN + DERP_MAX_FRAME_LEN)
+#define DERP_RBUF_CAP     (DERP_FRAME_HDR_LEN + DERP_MAX_CLIENT_INFO_LEN + 64u)
+#define DERP_POOL_CLASSES 4
+
+/* A frame buffer from the pool. */
+struct derp_pkt {
+    struct derp_pkt *next; /* free-list link while pooled */
+    uint32_t len;          /* bytes of data in use */
+    uint32_t cap;          /* bytes of data allocated (its class size) */
+    uint8_t cls;           /* size class index */
+    uint8_t data[];        /* frame bytes: header, key, packet */
+};
+
+struct derp_pool {
+    struct derp_pkt *free[DERP_POOL_CLASSES]; /* owned free lists */
+    uint32_t nfree[DERP_POOL_CLASSES];        /* lengths of the free lists */
+    uint64_t live;                            /* buffers handed out */
+};
+
+/* Returns a buffer with cap >= len (len set to 0), or NULL when out of memory. */
+struct derp_pkt *derp__pkt_get(struct derp_pool *pool, size_t len);
+/* Returns a buffer to the pool (or frees it past the pool's cache size); NULL ok. */
+void derp__pkt_put(struct derp_pool *pool, struct derp_pkt *p);
+/* Frees every cached buffer. */
+void derp__pool_deinit(struct derp_pool *pool);
+
+/* ---- connections ---- */
+
+enum derp_conn_state {
+    DERP_CONN_TLS_HANDSHAKE, /* TLS server handshake in progress */
+    DERP_CONN_HTTP,          /* reading the HTTP request head */
+    DERP_CONN_LOGIN,         /* ServerKey sent; waiting for ClientInfo */
+    DERP_CONN_ACTIVE,        /* logged in: relaying */
+    DERP_CONN_HTTP_DONE,     /* a plain HTTP answer is queued; close once flushed */
+    DERP_CONN_CLOSED,        /* closed; freed on the deferred pass */
+};
+
+/* A bounded FIFO of packets for one destination; full means drop the oldest. */
+struct derp_queue {
+    struct derp_pkt *slot[DERP_SEND_QUEUE_DEPTH]; /* owned */
+    uint8_t head;                                 /* index of the oldest */
+    uint8_t count;                                /* packets queued */
+};
+
+struct derp_client_set;
+
+struct derp_conn {
+    struct derp_server *srv; /* borrowed */
+    struct dc_io io;         /* fd watch; io.fd is owned */
+    SSL *ssl;                /* owned; NULL for plain TCP */
+    enum derp_conn_state state;
+    uint8_t ip16[16];           /* peer IP, IPv4 as ::ffff:a.b.c.d */
+    uint16_t port;              /* peer port */
+    uint64_t conn_num;          /* process-wide counter, for logs */
+    uint64_t deadline_ms;       /* handshake deadline (before ACTIVE) */
+    uint64_t stalled_since_ms;  /* output pending without progress since; 0 = none */
+    uint64_t next_keepalive_ms; /* when to send the next KeepAlive */
+    uint8_t key[DERP_KEY_LEN];  /* client's public key (ACTIVE) */
+    char key_short[9];          /* 8-hex key prefix for logs */
+    bool can_mesh;              /* proved the mesh key */
+    bool is_prober;             /* ClientInfo IsProber */
+    bool is_preferred;          /* NotePreferred(1) */
+    bool is_not_ideal;          /* sent an Ideal-Node header */
+    bool is_dup;                /* its key has another connection */
+    bool is_watcher;            /* mesh peer that sent WatchConns */
+    bool is_dirty;              /* on the server's flush list */
+    bool wants_write;           /* EPOLLOUT armed */
+    bool is_fast_start;         /* no 101 was written */
+    /* read side */
+    struct derp_pkt *rbuf; /* owned, from the pool; NULL when empty */
+    uint64_t skip;         /* bytes of an ignored frame still to discard */
+    /* write side, in order: partial packet, control bytes, disco queue, data queue */
+    struct derp_pkt *partial;  /* owned; a packet partly written */
+    uint32_t partial_off;      /* bytes of partial already written */
+    struct dc_buf ctl;         /* owned; HTTP head and control frames */
+    size_t ctl_off;            /* bytes of ctl already written */
+    struct derp_queue q_disco; /* disco packets */
+    struct derp_queue q_data;  /* everything else */
+    /* PeerGone(NotHere) token bucket */
+    uint64_t pg_last_ms;
+    uint32_t pg_tokens;
+    /* registry links */
+    struct derp_client_set *set;      /* borrowed: the set of connections with this key */
+    struct derp_conn *set_next;       /* next connection of the same key (dup list) */
+    struct derp_client_set **sources; /* owned array: sets that sent to us (PeerGone) */
+    uint32_t nsources, sources_cap;
+    struct derp_client_set *last_source; /* fast path for the sources check */
+    /* server lists */
+    struct derp_conn *next, *prev; /* all connections */
+    struct derp_conn *dirty_next;  /* flush list */
+};
+
+/* All connections of one key. */
+struct derp_client_set {
+    uint8_t key[DERP_KEY_LEN];
+    struct derp_client_set *hnext; /* hash chain */
+    struct derp_conn *conns;       /* dup list, most recently active first */
+    struct derp_conn *active;      /* receives packets; NULL when dups have no winner */
+    uint32_t nconns;
+    struct derp_conn **watchers; /* owned array: connections that received from this key */
+    uint32_t nwatchers, watchers_cap;
+};
+
+struct derp_registry {
+    struct derp_client_set **buckets; /* owned */
+    uint32_t nbuckets;                /* power of two */
+    uint32_t nsets;
+    uint8_t hash_key[16]; /* SipHash key: keys are attacker-chosen */
+};
+
+struct derp_server {
+    struct dc_loop *loop;          /* borrowed */
+    struct derp_server_config cfg; /* copy; listen_addr not kept */
+    struct dc_io listen_io;        /* owns the listening fd */
+    uint16_t port;
+    SSL_CTX *ssl_ctx; /* borrowed from cfg.tls */
+    struct derp_pool pool;
+    struct derp_registry reg;
+    struct derp_conn *conns;  /* all connections */
+    struct derp_conn *dirty;  /* connections with output to flush */
+    struct derp_conn *doomed; /* closed, freed in before-sleep */
+    struct dc_timer tick;     /* housekeeping */
+    struct derp_server_stats stats;
+    uint64_t next_conn_num;
+    uint32_t nwatchers; /* connections with is_watcher set */
+    bool is_draining;
+    struct dc_timer drain_timer;
+    void (*drain_done)(struct dc_loop *, void *);
+    void *drain_data;
+    char pub_hex[DERP_KEY_HEX_LEN + 1];
+};
+
+/* Queues bytes for c (control stream); closes c when over its limit. */
+void derp__conn_send(struct derp_conn *c, const void *data, size_t len);
+/* Marks c to be flushed in this wake-up's before-sleep pass. */
+void derp__conn_mark_dirty(struct derp_conn *c);
+/* Closes c (once), logging why at info (or debug for ordinary hang-ups). */
+void derp__conn_close(struct derp_conn *c, bool is_error, const char *why);
+/* Handles the bytes of c's read buffer in HTTP state; returns bytes consumed
+ * or 0 for more, and may change c's state. Implemented in derp_server_http.c. */
+size_t derp__http_handle(struct derp_conn *c, const uint8_t *buf, size_t len);
+
+/* Registry (derp_registry.c). */
+int derp__registry_init(struct derp_registry *reg) DC_MUST_CHECK;
+void derp__registry_deinit(struct derp_registry *reg);
+struct derp_client_set *derp__registry_find(struct derp_registry *reg,
+                                            const uint8_t key[static DERP_KEY_LEN]);
+/* Adds c under c->key; returns 0 or -ENOMEM. The newest connection is active. */
+int derp__registry_add(struct derp_server *s, struct derp_conn *c) DC_MUST_CHECK;
+/* Removes c; when it was the key's last connection, sends PeerGone to the
+ * key's watchers and frees the set. */
+void derp__registry_remove(struct derp_server *s, struct derp_conn *c);
+/* Notes activity by c: with duplicates, the last writer becomes active. */
+void derp__registry_note_activity(struct derp_server *s, struct derp_conn *c);
+/* Records that dst received from src's key so dst hears PeerGone when src leaves. */
+int derp__registry_note_source(struct derp_conn *dst, struct derp_client_set *src);
+
+#endif
