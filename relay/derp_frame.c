@@ -19,6 +19,74 @@ size_t derp_frame_header_decode(const uint8_t *buf, size_t len, uint8_t *type,
     return DERP_FRAME_HDR_LEN;
 }
 
+/* Smallest and largest payload the server accepts for each type it reads
+ * whole; other types are skipped. Handlers check exact sizes (NotePreferred
+ * 1, ClosePeer 32, WatchConns 0, Ping 8..1000). */
+static bool frame_limits(uint8_t type, uint32_t *min_len, uint32_t *max_len)
+{
+    *min_len = 0;
+    switch (type) {
+    case DERP_FRAME_SEND_PACKET:
+        *min_len = DERP_KEY_LEN;
+        *max_len = DERP_KEY_LEN + DERP_MAX_PACKET_LEN;
+        return true;
+    case DERP_FRAME_FORWARD_PACKET:
+        *min_len = 2 * DERP_KEY_LEN;
+        *max_len = 2 * DERP_KEY_LEN + DERP_MAX_PACKET_LEN;
+        return true;
+    case DERP_FRAME_NOTE_PREFERRED:
+    case DERP_FRAME_PING:
+    case DERP_FRAME_CLOSE_PEER:
+    case DERP_FRAME_WATCH_CONNS:
+        *max_len = DERP_MAX_PING_LEN;
+        return true;
+    default:
+        return false;
+    }
+}
+
+long derp_frame_next(struct derp_frame_reader *r, const uint8_t *buf, size_t len,
+                     struct derp_frame *f, bool *has_frame, const char **why)
+{
+    size_t off = 0;
+    *has_frame = false;
+    if (r->skip > 0) {
+        size_t n = len < r->skip ? len : (size_t)r->skip;
+        r->skip -= n;
+        return (long)n;
+    }
+    uint8_t type;
+    uint32_t plen;
+    if (derp_frame_header_decode(buf, len, &type, &plen) == 0) {
+        return 0;
+    }
+    uint32_t min_len = 0;
+    uint32_t max_len = DERP_MAX_CLIENT_INFO_LEN;
+    if (r->is_login) {
+        min_len = type == DERP_FRAME_CLIENT_INFO ? DERP_KEY_LEN + DERP_NONCE_LEN : 0;
+    } else if (!frame_limits(type, &min_len, &max_len)) {
+        r->skip = plen;
+        return DERP_FRAME_HDR_LEN;
+    }
+    if (plen > max_len) {
+        *why = "frame longer than its type allows";
+        return -EMSGSIZE;
+    }
+    if (plen < min_len) {
+        *why = "frame shorter than its type needs";
+        return -EPROTO;
+    }
+    off = DERP_FRAME_HDR_LEN;
+    if (len - off < plen) {
+        return 0;
+    }
+    f->type = type;
+    f->payload = buf + off;
+    f->len = plen;
+    *has_frame = true;
+    return (long)(off + plen);
+}
+
 void derp_frame_header_encode(uint8_t out[static DERP_FRAME_HDR_LEN], uint8_t type,
                               uint32_t payload_len)
 {

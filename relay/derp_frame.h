@@ -44,6 +44,31 @@ struct derp_server_info {
     long token_bucket_bytes_burst;   /* "TokenBucketBytesBurst", 0 = unset */
 };
 
+/* Splits a byte stream from a client into frames, enforcing per-type size
+ * limits before any payload is waited for. The all-zero struct is a reader
+ * for a logged-in client; set is_login for the first frame (ClientInfo). */
+struct derp_frame_reader {
+    uint64_t skip; /* bytes of an unknown frame still to discard */
+    bool is_login; /* expecting ClientInfo: its limit is DERP_MAX_CLIENT_INFO_LEN */
+};
+
+/* One whole frame found by derp_frame_next(). */
+struct derp_frame {
+    uint8_t type;           /* DERP_FRAME_* (any value) */
+    const uint8_t *payload; /* points into the buffer given to derp_frame_next() */
+    uint32_t len;           /* payload bytes */
+};
+
+/* Finds the next whole frame in buf[0..len). Returns bytes consumed (>= 0)
+ * with *has_frame telling whether f was filled; consumed bytes without a
+ * frame are skipped unknown-frame bytes. Returns 0 with !*has_frame when more
+ * bytes are needed. Returns -EMSGSIZE (declared length over the type's limit)
+ * or -EPROTO (shorter than the type's minimum) with *why set to a static
+ * sentence; the connection should then be closed. Unknown frame types of any
+ * length are skipped without buffering, as derper does. */
+long derp_frame_next(struct derp_frame_reader *r, const uint8_t *buf, size_t len,
+                     struct derp_frame *f, bool *has_frame, const char **why) DC_MUST_CHECK;
+
 /* Decodes a frame header from buf. Returns DERP_FRAME_HDR_LEN with *type and
  * *payload_len set, or 0 when fewer than 5 bytes are available. */
 size_t derp_frame_header_decode(const uint8_t *buf, size_t len, uint8_t *type,

@@ -581,6 +581,11 @@ static void conn_login(struct derp_conn *c, uint8_t type, const uint8_t *payload
     if (c->can_mesh) {
         c->ctl.max = CTL_MAX_MESH;
     }
+    /* ServerInfo goes out before anything registration may queue (Health). */
+    send_server_info(c);
+    if (c->state == DERP_CONN_CLOSED) {
+        return;
+    }
     if (derp__registry_add(s, c) < 0) {
         derp__conn_close(c, true, "out of memory");
         return;
@@ -589,7 +594,6 @@ static void conn_login(struct derp_conn *c, uint8_t type, const uint8_t *payload
     s->stats.clients_current++;
     uint64_t jitter = randombytes_uniform(DERP_KEEPALIVE_JITTER_MS);
     c->next_keepalive_ms = dc_now_ms() + cfg_or(s->cfg.keepalive_ms, DERP_KEEPALIVE_MS) + jitter;
-    send_server_info(c);
     char addr[64];
     conn_log_addr(c, addr, sizeof(addr));
     dc_log(DC_LOG_DEBUG, "derp", "client %s key=%s logged in version=%d mesh=%s prober=%s app=%s",
@@ -599,15 +603,21 @@ static void conn_login(struct derp_conn *c, uint8_t type, const uint8_t *payload
 
 /* ---- frames from a logged-in client ---- */
 
+static void conn_protocol_error(struct derp_conn *c, const char *why)
+{
+    c->srv->stats.protocol_errors++;
+    derp__conn_close(c, true, why);
+}
+
 static void frame_watch_conns(struct derp_conn *c, uint32_t len)
 {
     struct derp_server *s = c->srv;
     if (len != 0) {
-        derp__conn_close(c, true, "WatchConns with a payload");
+        conn_protocol_error(c, "WatchConns with a payload");
         return;
     }
     if (!c->can_mesh) {
-        derp__conn_close(c, true, "WatchConns without the mesh key");
+        conn_protocol_error(c, "WatchConns without the mesh key");
         return;
     }
     if (memcmp(c->key, s->cfg.key.pub, DERP_KEY_LEN) == 0 || c->is_watcher) {
@@ -632,11 +642,11 @@ static void frame_watch_conns(struct derp_conn *c, uint32_t len)
 static void frame_close_peer(struct derp_conn *c, const uint8_t *payload, uint32_t len)
 {
     if (len != DERP_KEY_LEN) {
-        derp__conn_close(c, true, "ClosePeer of the wrong size");
+        conn_protocol_error(c, "ClosePeer of the wrong size");
         return;
     }
     if (!c->can_mesh) {
-        derp__conn_close(c, true, "ClosePeer without the mesh key");
+        conn_protocol_error(c, "ClosePeer without the mesh key");
         return;
     }
     struct derp_client_set *set = derp__registry_find(&c->srv->reg, payload);
@@ -657,7 +667,7 @@ static void frame_close_peer(struct derp_conn *c, const uint8_t *payload, uint32
 static void frame_ping(struct derp_conn *c, const uint8_t *payload, uint32_t len)
 {
     if (len < DERP_PING_LEN || len > DERP_MAX_PING_LEN) {
-        derp__conn_close(c, true, len < DERP_PING_LEN ? "short ping" : "ping body too large");
+        conn_protocol_error(c, len < DERP_PING_LEN ? "short ping" : "ping body too large");
         return;
     }
     uint8_t frame[DERP_PONG_FRAME_LEN];
@@ -669,7 +679,7 @@ static void frame_ping(struct derp_conn *c, const uint8_t *payload, uint32_t len
 static void frame_note_preferred(struct derp_conn *c, const uint8_t *payload, uint32_t len)
 {
     if (len != 1) {
-        derp__conn_close(c, true, "NotePreferred of the wrong size");
+        conn_protocol_error(c, "NotePreferred of the wrong size");
         return;
     }
     bool v = payload[0] != 0;
@@ -695,34 +705,12 @@ static void frame_forward_packet(struct derp_conn *c, const uint8_t *payload, ui
 {
     struct derp_server *s = c->srv;
     if (!c->can_mesh) {
-        derp__conn_close(c, true, "ForwardPacket without the mesh key");
+        conn_protocol_error(c, "ForwardPacket without the mesh key");
         return;
     }
     s->stats.packets_forwarded_in++;
     relay_packet(c, payload, payload + DERP_KEY_LEN, payload + 2 * DERP_KEY_LEN,
                  len - 2 * DERP_KEY_LEN);
-}
-
-/* Largest payload each frame type may declare; 0 = none allowed; UINT32_MAX =
- * any (skipped without buffering). Over the limit closes the connection. */
-static uint32_t frame_max_len(uint8_t type, uint32_t *min_len)
-{
-    *min_len = 0;
-    switch (type) {
-    case DERP_FRAME_SEND_PACKET:
-        *min_len = DERP_KEY_LEN;
-        return DERP_KEY_LEN + DERP_MAX_PACKET_LEN;
-    case DERP_FRAME_FORWARD_PACKET:
-        *min_len = 2 * DERP_KEY_LEN;
-        return 2 * DERP_KEY_LEN + DERP_MAX_PACKET_LEN;
-    case DERP_FRAME_NOTE_PREFERRED:
-    case DERP_FRAME_PING:
-    case DERP_FRAME_CLOSE_PEER:
-    case DERP_FRAME_WATCH_CONNS:
-        return DERP_MAX_PING_LEN; /* sizes are checked exactly by each handler */
-    default:
-        return UINT32_MAX;
-    }
 }
 
 static void conn_active_frame(struct derp_conn *c, uint8_t type, const uint8_t *p, uint32_t len)
@@ -759,42 +747,26 @@ static size_t conn_parse_frames(struct derp_conn *c, const uint8_t *buf, size_t 
 {
     size_t off = 0;
     while (c->state == DERP_CONN_LOGIN || c->state == DERP_CONN_ACTIVE) {
-        if (c->skip > 0) {
-            size_t n = len - off < c->skip ? len - off : (size_t)c->skip;
-            off += n;
-            c->skip -= n;
-            if (c->skip > 0) {
-                return off;
-            }
-        }
-        uint8_t type;
-        uint32_t plen;
-        if (derp_frame_header_decode(buf + off, len - off, &type, &plen) == 0) {
+        struct derp_frame f;
+        bool has_frame;
+        const char *why = NULL;
+        c->reader.is_login = c->state == DERP_CONN_LOGIN;
+        long n = derp_frame_next(&c->reader, buf + off, len - off, &f, &has_frame, &why);
+        if (n < 0) {
+            conn_protocol_error(c, why);
             return off;
         }
-        uint32_t min_len = 0;
-        uint32_t max_len =
-            c->state == DERP_CONN_LOGIN ? DERP_MAX_CLIENT_INFO_LEN : frame_max_len(type, &min_len);
-        if (c->state == DERP_CONN_ACTIVE && max_len == UINT32_MAX) {
-            off += DERP_FRAME_HDR_LEN;
-            c->skip = plen;
+        if (n == 0) {
+            return off;
+        }
+        off += (size_t)n;
+        if (!has_frame) {
             continue;
         }
-        if (plen > max_len || plen < min_len) {
-            c->srv->stats.protocol_errors++;
-            derp__conn_close(c, true,
-                             plen > max_len ? "frame longer than allowed" : "frame too short");
-            return off;
-        }
-        if (len - off - DERP_FRAME_HDR_LEN < plen) {
-            return off; /* wait for the rest of the frame */
-        }
-        const uint8_t *payload = buf + off + DERP_FRAME_HDR_LEN;
-        off += DERP_FRAME_HDR_LEN + plen;
         if (c->state == DERP_CONN_LOGIN) {
-            conn_login(c, type, payload, plen);
+            conn_login(c, f.type, f.payload, f.len);
         } else {
-            conn_active_frame(c, type, payload, plen);
+            conn_active_frame(c, f.type, f.payload, f.len);
         }
     }
     return off;

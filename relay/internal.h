@@ -89,8 +89,8 @@ struct derp_conn {
     bool wants_write;           /* EPOLLOUT armed */
     bool is_fast_start;         /* no 101 was written */
     /* read side */
-    struct derp_pkt *rbuf; /* owned, from the pool; NULL when empty */
-    uint64_t skip;         /* bytes of an ignored frame still to discard */
+    struct derp_pkt *rbuf;           /* owned, from the pool; NULL when empty */
+    struct derp_frame_reader reader; /* frame splitting state (skips) */
     /* write side, in order: partial packet, control bytes, disco queue, data queue */
     struct derp_pkt *partial;  /* owned; a packet partly written */
     uint32_t partial_off;      /* bytes of partial already written */
