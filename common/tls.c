@@ -9,7 +9,6 @@
 #include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
@@ -214,9 +213,7 @@ static int cert_set_random_serial(X509 *x)
 {
     uint8_t raw[SERIAL_BYTES];
     int rc = -ENOMEM;
-    if (RAND_bytes(raw, sizeof(raw)) != 1) {
-        return -ENOMEM;
-    }
+    randombytes_buf(raw, sizeof(raw));
     BIGNUM *bn = BN_bin2bn(raw, sizeof(raw), NULL);
     if (bn != NULL && BN_is_zero(bn)) {
         BN_one(bn);
@@ -328,12 +325,18 @@ static int file_check(const char *path, const char *what, char *err)
     return 0;
 }
 
-/* True when the queued OpenSSL error says a key does not fit its certificate. */
+/* True when the queued OpenSSL error says the key does not fit the
+ * certificate. A key of another type than the certificate's loads into
+ * another OpenSSL slot, and only the final check notices: "no certificate
+ * assigned" to that key. */
 static bool is_key_mismatch(void)
 {
     unsigned long e = ERR_peek_error();
-    return ERR_GET_LIB(e) == ERR_LIB_X509 && (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH ||
-                                              ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH);
+    int lib = ERR_GET_LIB(e);
+    int reason = ERR_GET_REASON(e);
+    return (lib == ERR_LIB_X509 &&
+            (reason == X509_R_KEY_VALUES_MISMATCH || reason == X509_R_KEY_TYPE_MISMATCH)) ||
+           (lib == ERR_LIB_SSL && reason == SSL_R_NO_CERTIFICATE_ASSIGNED);
 }
 
 int dc_tls_server_new_files(const char *cert_chain_pem, const char *key_pem,
@@ -359,8 +362,7 @@ int dc_tls_server_new_files(const char *cert_chain_pem, const char *key_pem,
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key_pem, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
-        bool mismatch = is_key_mismatch() || ERR_peek_error() == 0 ||
-                        ERR_GET_REASON(ERR_peek_error()) == SSL_R_NO_CERTIFICATE_ASSIGNED;
+        bool mismatch = is_key_mismatch();
         ossl_reason(reason, sizeof(reason));
         if (mismatch) {
             rc = dc_err_set(err, -EINVAL,

@@ -64,12 +64,15 @@ struct dc_tls_client_opts {
                                   must match; an IPv4/IPv6 literal is matched as an IP SAN */
     bool insecure_skip_verify; /* accept any certificate; the caller logs this at warn */
     const char *pin;           /* borrowed; "sha256-raw:<64 hex>" or NULL. When set, the leaf
-                                  must hash to it and nothing else is checked (no CA, no name) */
+                                  must hash to it and nothing else is checked (no CA, no name);
+                                  it wins over insecure_skip_verify */
     const char *ca_file;       /* borrowed; PEM bundle of trusted CAs, NULL = system default */
 };
 
-/* Process-wide setup (an SSL ex_data slot). Idempotent and thread-safe;
- * dc_tls_client_connect() calls it itself. Returns 0 or -ENOMEM. */
+/* Process-wide OpenSSL setup (OPENSSL_init_ssl; OpenSSL 3 would also do it
+ * lazily). Idempotent and thread-safe; dc_tls_client_connect() calls it
+ * itself. Returns 0 or -ENOMEM. Serial numbers come from libsodium's
+ * randombytes_buf, so main calls sodium_init() first, as everywhere. */
 int dc_tls_init(void) DC_MUST_CHECK;
 
 /* Builds a server context from a PEM file holding the full chain (leaf first)

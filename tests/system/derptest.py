@@ -141,6 +141,13 @@ class Relay:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        text = self.logs()
+        # Sanitizer builds: a report anywhere in the relay's life fails the test.
+        if "AddressSanitizer" in text or "runtime error:" in text or "LeakSanitizer" in text:
+            raise AssertionError("sanitizer report from derp-relay:\n" + text[-4000:])
+        if sig == 15 and self.proc.returncode != 0:
+            raise AssertionError("derp-relay exited %d after SIGTERM:\n%s"
+                                 % (self.proc.returncode, text[-2000:]))
         return self.proc.returncode
 
 
