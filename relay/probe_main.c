@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,6 +184,9 @@ int main(int argc, char **argv)
     if (rc != 0) {
         return rc == 1 ? 0 : rc;
     }
+    /* A relay that hangs up mid-write must be an error message, not SIGPIPE. */
+    struct sigaction ign = {.sa_handler = SIG_IGN};
+    sigaction(SIGPIPE, &ign, NULL);
     if (sodium_init() < 0 || dc_tls_init() < 0) {
         fprintf(stderr, "derp-probe: crypto library init failed\n");
         return 1;
