@@ -74,15 +74,16 @@ int dc_buf_printf(struct dc_buf *b, const char *fmt, ...)
     if ((size_t)n < sizeof(small)) {
         return dc_buf_append(b, small, (size_t)n);
     }
-    int rc = buf_reserve(b, (size_t)n + 1);
-    if (rc < 0) {
-        return rc;
+    char *big = malloc((size_t)n + 1);
+    if (big == NULL) {
+        return -ENOMEM;
     }
     va_start(ap, fmt);
-    vsnprintf((char *)b->p + b->len, (size_t)n + 1, fmt, ap);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
     va_end(ap);
-    b->len += (size_t)n;
-    return 0;
+    int rc = dc_buf_append(b, big, (size_t)n);
+    free(big);
+    return rc;
 }
 
 void dc_buf_consume(struct dc_buf *b, size_t n)

@@ -41,8 +41,7 @@ int dc_net_split_hostport(const char *text, char *host, size_t host_len, uint16_
     char *end = NULL;
     errno = 0;
     unsigned long p = strtoul(colon + 1, &end, 10);
-    if (colon[1] == '\0' || *end != '\0' || errno != 0 || p > 65535 || colon[1] == '-' ||
-        colon[1] == '+') {
+    if (colon[1] < '0' || colon[1] > '9' || *end != '\0' || errno != 0 || p > 65535) {
         return dc_err_set(err, -EINVAL, "address: bad port: `%s'", text);
     }
     memcpy(host, h, hlen);

@@ -55,8 +55,12 @@ int derp_url_parse(const char *url, bool *is_tls, char *host, size_t host_len, u
     bool has_port = auth[0] == '['
                         ? strstr(auth, "]:") != NULL
                         : strchr(auth, ':') != NULL && strchr(auth, ':') == strrchr(auth, ':');
+    if (auth[0] != '[' && strchr(auth, ':') != strrchr(auth, ':')) {
+        return dc_err_set(err, -EINVAL, "url: an IPv6 host needs brackets: `%s'", url);
+    }
     if (has_port) {
-        if (dc_net_split_hostport(auth, host, host_len, port, NULL) < 0 || *port == 0) {
+        if (dc_net_split_hostport(auth, host, host_len, port, NULL) < 0 || *port == 0 ||
+            host[0] == '\0') {
             return dc_err_set(err, -EINVAL, "url: bad host or port: `%s'", url);
         }
     } else {

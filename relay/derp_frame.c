@@ -229,10 +229,20 @@ int derp_client_info_parse(const char *json, size_t len, struct derp_client_info
     ci->version = (int)version;
     parse_mesh_key(root, ci);
     json_t *app = json_object_get(root, "AppName");
+    if (rc == 0 && app != NULL && !json_is_null(app) && !json_is_string(app)) {
+        rc = dc_err_set(err, -EINVAL, "client info: `AppName' is not a string");
+    }
     if (rc == 0 && json_is_string(app)) {
+        const char *name = json_string_value(app);
         size_t n = json_string_length(app);
-        n = n > DERP_APP_NAME_MAX ? DERP_APP_NAME_MAX : n;
-        memcpy(ci->app_name, json_string_value(app), n);
+        if (n > DERP_APP_NAME_MAX) {
+            n = DERP_APP_NAME_MAX;
+            /* Cut at a character boundary: never leave half a UTF-8 sequence. */
+            while (n > 0 && ((uint8_t)name[n] & 0xc0) == 0x80) {
+                n--;
+            }
+        }
+        memcpy(ci->app_name, name, n);
         ci->app_name[n] = '\0';
     }
     json_decref(root);
@@ -271,8 +281,10 @@ int derp_client_info_format(const struct derp_client_info *ci, char *out, size_t
     if (ci->is_prober) {
         json_object_set_new(o, "IsProber", json_true());
     }
-    if (ci->app_name[0] != '\0') {
-        json_object_set_new(o, "AppName", json_string(ci->app_name));
+    if (ci->app_name[0] != '\0' &&
+        json_object_set_new(o, "AppName", json_string(ci->app_name)) != 0) {
+        json_decref(o);
+        return -EINVAL; /* not UTF-8: refuse rather than drop it silently */
     }
     return dump_checked(o, out, out_len);
 }

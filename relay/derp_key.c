@@ -87,7 +87,9 @@ int derp_key_file_parse(const char *text, size_t len, struct derp_keypair *kp, c
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     int rc = 0;
     if (root == NULL) {
-        return dc_err_set(err, -EINVAL, "key file: not JSON: %s (line %d)", jerr.text, jerr.line);
+        /* jansson's text may quote the token it choked on: part of the key. */
+        return dc_err_set(err, -EINVAL, "key file: not valid JSON (line %d, column %d)", jerr.line,
+                          jerr.column);
     }
     json_t *pk = json_is_object(root) ? json_object_get(root, "PrivateKey") : NULL;
     if (!json_is_string(pk)) {
