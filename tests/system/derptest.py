@@ -240,11 +240,15 @@ def disco_packet(extra=b"hello"):
     return b"TS\xf0\x9f\x92\xac" + os.urandom(32) + os.urandom(24) + extra
 
 
+class Skip(Exception):
+    """Raised by a test that cannot run here; its message says why."""
+
+
 class Suite:
     """Minimal runner: every test_* function, a summary line ctest can read."""
 
     def __init__(self):
-        self.passed = self.failed = 0
+        self.passed = self.failed = self.skipped = 0
 
     def run(self, module):
         names = [n for n in dir(module) if n.startswith("test_")]
@@ -257,10 +261,13 @@ class Suite:
                 getattr(module, n)()
                 self.passed += 1
                 print("PASS %s (%.2fs)" % (n, time.time() - t0), flush=True)
+            except Skip as e:
+                self.skipped += 1
+                print("SKIP %s: %s" % (n, e), flush=True)
             except Exception as e:  # report and go on: one failure must not hide others
                 self.failed += 1
                 import traceback
                 traceback.print_exc()
                 print("FAIL %s: %r" % (n, e), flush=True)
-        print("%d passed, %d failed" % (self.passed, self.failed))
+        print("%d passed, %d failed, %d skipped" % (self.passed, self.failed, self.skipped))
         sys.exit(1 if self.failed else 0)
