@@ -172,6 +172,7 @@ static void conn_free(struct derp_server *s, struct derp_conn *c)
     derp__pkt_put(&s->pool, c->rbuf);
     derp__pkt_put(&s->pool, c->partial);
     dc_buf_deinit(&c->ctl);
+    dc_buf_deinit(&c->ws_out);
     free(c->sources);
     free(c);
 }
@@ -342,6 +343,33 @@ static int conn_build_iov(struct derp_conn *c, struct iovec *iov)
     return n;
 }
 
+int derp__conn_write_raw(struct derp_conn *c, const uint8_t *p, size_t len, size_t *written)
+{
+    *written = 0;
+    while (*written < len) {
+        if (c->ssl != NULL) {
+            size_t w = 0;
+            int rc = SSL_write_ex(c->ssl, p + *written, len - *written, &w);
+            if (rc <= 0) {
+                int e = SSL_get_error(c->ssl, rc);
+                ERR_clear_error();
+                return (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) ? -EAGAIN : -EPIPE;
+            }
+            *written += w;
+            continue;
+        }
+        ssize_t n = write(c->io.fd, p + *written, len - *written);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return errno == EAGAIN ? -EAGAIN : -errno;
+        }
+        *written += (size_t)n;
+    }
+    return 0;
+}
+
 /* Plain TCP: writev until done or the socket is full. */
 static int conn_flush_plain(struct derp_conn *c)
 {
@@ -419,10 +447,12 @@ static void conn_flush(struct derp_conn *c)
         return;
     }
     size_t before = c->ctl.len - c->ctl_off + (c->partial ? c->partial->len - c->partial_off : 0) +
-                    c->q_disco.count + c->q_data.count;
-    int rc = c->ssl != NULL ? conn_flush_tls(c) : conn_flush_plain(c);
+                    c->q_disco.count + c->q_data.count + (c->ws_out.len - c->ws_out_off);
+    int rc = c->is_ws         ? derp__ws_flush(c)
+             : c->ssl != NULL ? conn_flush_tls(c)
+                              : conn_flush_plain(c);
     size_t after = c->ctl.len - c->ctl_off + (c->partial ? c->partial->len - c->partial_off : 0) +
-                   c->q_disco.count + c->q_data.count;
+                   c->q_disco.count + c->q_data.count + (c->ws_out.len - c->ws_out_off);
     if (rc == 0) {
         c->stalled_since_ms = 0;
         conn_update_write_interest(c, false);
@@ -779,8 +809,8 @@ static size_t conn_dispatch(struct derp_conn *c, const uint8_t *buf, size_t len)
     size_t off = 0;
     if (c->state == DERP_CONN_HTTP) {
         off = derp__http_handle(c, buf, len);
-        if (c->state == DERP_CONN_HTTP || c->state == DERP_CONN_CLOSED) {
-            return off;
+        if (c->state == DERP_CONN_HTTP || c->state == DERP_CONN_CLOSED || c->is_ws) {
+            return off; /* WebSocket: what follows the head is framed; unframe it first */
         }
     }
     if (c->state == DERP_CONN_LOGIN || c->state == DERP_CONN_ACTIVE) {
@@ -818,6 +848,30 @@ static long conn_read(struct derp_conn *c, uint8_t *buf, size_t cap)
     return e == SSL_ERROR_ZERO_RETURN ? 0 : -EPROTO;
 }
 
+/* Hands the buffered bytes to the current stage; returns false when c closed. */
+static bool conn_process_rbuf(struct derp_conn *c)
+{
+    struct derp_pkt *rb = c->rbuf;
+    for (;;) {
+        if (c->is_ws && derp__ws_decode(c) < 0) {
+            return false;
+        }
+        bool was_ws = c->is_ws;
+        size_t used = conn_dispatch(c, rb->data, was_ws ? c->ws_dec_len : rb->len);
+        if (c->state == DERP_CONN_CLOSED) {
+            return false;
+        }
+        if (used > 0) {
+            memmove(rb->data, rb->data + used, rb->len - used);
+            rb->len -= (uint32_t)used;
+            c->ws_dec_len -= was_ws ? (uint32_t)used : 0;
+        }
+        if (was_ws || !c->is_ws) {
+            return true; /* loop once more only right after the WebSocket upgrade */
+        }
+    }
+}
+
 static void conn_on_readable(struct derp_conn *c)
 {
     struct derp_server *s = c->srv;
@@ -841,14 +895,9 @@ static void conn_on_readable(struct derp_conn *c)
         }
         budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
         rb->len += (uint32_t)n;
-        size_t used = conn_dispatch(c, rb->data, rb->len);
-        if (c->state == DERP_CONN_CLOSED) {
+        if (!conn_process_rbuf(c)) {
             return;
         }
-        if (used < rb->len) {
-            memmove(rb->data, rb->data + used, rb->len - used);
-        }
-        rb->len -= (uint32_t)used;
         if (rb->len == rb->cap) {
             derp__conn_close(c, true, "request does not fit the read buffer");
             return;

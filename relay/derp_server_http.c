@@ -6,6 +6,7 @@
 
 #include "http.h"
 #include "log.h"
+#include "ws.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -94,11 +95,67 @@ static void serve_metrics(struct derp_conn *c, bool is_head)
     dc_buf_deinit(&body);
 }
 
+/* Upgrade: websocket with the "derp" subprotocol (derper: AddWebSocketSupport). */
+static void serve_websocket_upgrade(struct derp_conn *c, const struct http_request *req)
+{
+    struct derp_server *s = c->srv;
+    const struct dc_span *ver =
+        http_header_get(req->headers, req->num_headers, "Sec-WebSocket-Version");
+    const struct dc_span *key =
+        http_header_get(req->headers, req->num_headers, "Sec-WebSocket-Key");
+    char accept[WS_ACCEPT_LEN];
+    if (ver == NULL || ver->len != 2 || memcmp(ver->p, "13", 2) != 0) {
+        static const char msg[] = "unsupported WebSocket version\n";
+        http_answer(c, 426, "Sec-WebSocket-Version: 13\r\n", "text/plain; charset=utf-8", msg,
+                    sizeof(msg) - 1, false);
+        return;
+    }
+    if (key == NULL || ws_accept_key(*key, accept) < 0) {
+        http_text(c, 400, "bad Sec-WebSocket-Key\n", false);
+        return;
+    }
+    char head[512];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
+                     "Sec-WebSocket-Protocol: derp\r\n\r\n",
+                     accept);
+    /* The 101 goes out unframed (ws_out is written as is); everything after it,
+     * queued on the control stream, is framed into binary messages. */
+    derp__ws_init(c);
+    if (dc_buf_append(&c->ws_out, head, (size_t)n) < 0) {
+        derp__conn_close(c, true, "out of memory");
+        return;
+    }
+    derp__conn_mark_dirty(c);
+    uint8_t frame[DERP_SERVER_KEY_FRAME_LEN];
+    derp_frame_server_key_encode(frame, s->cfg.key.pub);
+    derp__conn_send(c, frame, sizeof(frame));
+    c->state = DERP_CONN_LOGIN;
+}
+
+static bool wants_websocket(const struct http_request *req, const struct dc_span *up)
+{
+    if (!http_span_eq_nocase(*up, "websocket")) {
+        return false;
+    }
+    const struct dc_span *proto =
+        http_header_get(req->headers, req->num_headers, "Sec-WebSocket-Protocol");
+    return proto != NULL && http_header_has_token(*proto, "derp");
+}
+
 static void serve_derp_upgrade(struct derp_conn *c, const struct http_request *req)
 {
     struct derp_server *s = c->srv;
     const struct dc_span *up = http_header_get(req->headers, req->num_headers, "Upgrade");
-    if (up == NULL || !http_span_eq_nocase(*up, "derp")) {
+    if (up != NULL && wants_websocket(req, up)) {
+        serve_websocket_upgrade(c, req);
+        return;
+    }
+    /* Very old clients sent "Upgrade: WebSocket" but spoke raw DERP: derper
+     * treats any websocket upgrade without the derp subprotocol that way. */
+    if (up == NULL ||
+        !(http_span_eq_nocase(*up, "derp") || http_span_eq_nocase(*up, "websocket"))) {
         if (up != NULL) {
             dc_log(DC_LOG_DEBUG, "derp", "upgrade `%.*s' on /derp not supported", (int)up->len,
                    (const char *)up->p);

@@ -98,6 +98,17 @@ struct derp_conn {
     size_t ctl_off;            /* bytes of ctl already written */
     struct derp_queue q_disco; /* disco packets */
     struct derp_queue q_data;  /* everything else */
+    /* WebSocket transport (is_ws): rbuf holds decoded DERP bytes in
+     * [0, ws_dec_len) and still-framed bytes after them. */
+    bool is_ws;
+    bool ws_in_msg;          /* inside a fragmented message */
+    uint32_t ws_dec_len;     /* decoded bytes at the start of rbuf */
+    uint32_t ws_remaining;   /* payload bytes of the current frame still to come */
+    uint32_t ws_msg_len;     /* bytes of the current message so far (32 KiB cap) */
+    uint64_t ws_payload_off; /* offset into the current frame's payload (mask phase) */
+    uint8_t ws_mask[4];
+    struct dc_buf ws_out; /* owned; framed output */
+    size_t ws_out_off;    /* bytes of ws_out already written */
     /* PeerGone(NotHere) token bucket */
     uint64_t pg_last_ms;
     uint32_t pg_tokens;
@@ -161,6 +172,19 @@ void derp__conn_close(struct derp_conn *c, bool is_error, const char *why);
 /* Handles the bytes of c's read buffer in HTTP state; returns bytes consumed
  * or 0 for more, and may change c's state. Implemented in derp_server_http.c. */
 size_t derp__http_handle(struct derp_conn *c, const uint8_t *buf, size_t len);
+
+/* Writes len raw bytes (TCP or TLS) as far as the socket takes them; sets
+ * *written. Returns 0 when all went, -EAGAIN when the socket is full, or
+ * another negative errno. */
+int derp__conn_write_raw(struct derp_conn *c, const uint8_t *p, size_t len, size_t *written);
+
+/* WebSocket transport (derp_server_ws.c). */
+void derp__ws_init(struct derp_conn *c);
+/* Unframes the raw bytes after ws_dec_len in c->rbuf; returns 0, or -1 when
+ * c was closed (bad framing, close frame). */
+int derp__ws_decode(struct derp_conn *c);
+/* Frames and writes c's pending output; returns 0, -EAGAIN or negative errno. */
+int derp__ws_flush(struct derp_conn *c);
 
 /* Registry (derp_registry.c). */
 int derp__registry_init(struct derp_registry *reg) DC_MUST_CHECK;

@@ -2,6 +2,7 @@
 DERP to them from Python. Crypto comes from the system libsodium through
 ctypes (the same library the relay uses; nothing hand-written)."""
 
+import base64
 import ctypes
 import ctypes.util
 import json
@@ -154,11 +155,17 @@ class Relay:
 class Client:
     """A DERP client over plain TCP, written from the protocol facts."""
 
-    def __init__(self, port, key=None, fast_start=False, info=None, login=True, timeout=5):
+    def __init__(self, port, key=None, fast_start=False, info=None, login=True, timeout=5,
+                 websocket=False):
         self.pub, self.priv = key or keypair()
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.buf = b""
         hdr = "GET /derp HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: DERP\r\n"
+        if websocket:
+            self.ws_key = base64.b64encode(os.urandom(16)).decode()
+            hdr = ("GET /derp HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n"
+                   "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                   "Sec-WebSocket-Protocol: derp\r\nSec-WebSocket-Key: %s\r\n" % self.ws_key)
         if fast_start:
             hdr += "Derp-Fast-Start: 1\r\n"
         self.sock.sendall((hdr + "\r\n").encode())
@@ -166,6 +173,10 @@ class Client:
             head = self._read_until(b"\r\n\r\n")
             self.http_head = head.decode()
             assert head.startswith(b"HTTP/1.1 101 "), head
+        if websocket:
+            raw = self.sock
+            self.sock = WsStream(raw)
+            self.sock.raw, self.buf = self.buf, b""
         t, p = self.read_frame()
         assert t == F_SERVER_KEY and p[:8] == MAGIC, (t, p)
         self.server_pub = p[8:40]
@@ -234,6 +245,77 @@ class Client:
 
     def close(self):
         self.sock.close()
+
+
+class WsStream:
+    """A socket-like object that speaks WebSocket (RFC 6455) underneath: send()
+    wraps bytes into masked binary messages, recv() unwraps the server's."""
+
+    def __init__(self, sock, max_msg=32768):
+        self.sock = sock
+        self.raw = b""
+        self.max_msg = max_msg
+        self.msg_sizes = []  # payload size of every data frame received
+        self.pongs = []
+
+    def settimeout(self, t):
+        self.sock.settimeout(t)
+
+    def sendall(self, data, opcode=2, mask=True):
+        for i in range(0, max(len(data), 1), self.max_msg):
+            self.sock.sendall(ws_frame(data[i:i + self.max_msg], opcode, mask))
+
+    def _need(self, n):
+        while len(self.raw) < n:
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                return False
+            self.raw += chunk
+        return True
+
+    def recv(self, n):
+        while True:
+            if not self._need(2):
+                return b""
+            b0, b1 = self.raw[0], self.raw[1]
+            assert b1 & 0x80 == 0, "server frames must not be masked"
+            ln, off = b1 & 0x7F, 2
+            if ln == 126:
+                self._need(4)
+                ln, off = struct.unpack(">H", self.raw[2:4])[0], 4
+            elif ln == 127:
+                self._need(10)
+                ln, off = struct.unpack(">Q", self.raw[2:10])[0], 10
+            if not self._need(off + ln):
+                return b""
+            payload, self.raw = self.raw[off:off + ln], self.raw[off + ln:]
+            op = b0 & 0x0F
+            if op == 0xA:
+                self.pongs.append(payload)
+                continue
+            if op == 0x8:
+                return b""
+            self.msg_sizes.append(ln)
+            return payload
+
+    def close(self):
+        self.sock.close()
+
+
+def ws_frame(payload, opcode=2, mask=True, fin=True):
+    head = bytes([(0x80 if fin else 0) | opcode])
+    mbit = 0x80 if mask else 0
+    n = len(payload)
+    if n < 126:
+        head += bytes([mbit | n])
+    elif n < 65536:
+        head += bytes([mbit | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([mbit | 127]) + struct.pack(">Q", n)
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
 def disco_packet(extra=b"hello"):

@@ -412,5 +412,47 @@ def test_mesh_key_watch_conns():
         r.stop()
 
 
+def test_websocket_transport():
+    import base64
+    import hashlib
+    r = d.Relay()
+    try:
+        w = d.Client(r.port, websocket=True)
+        want = base64.b64encode(hashlib.sha1(
+            (w.ws_key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        assert ("Sec-WebSocket-Accept: %s\r\n" % want) in w.http_head, w.http_head
+        assert "Sec-WebSocket-Protocol: derp\r\n" in w.http_head
+        assert w.server_info == {"version": 2}
+        plain = d.Client(r.port)
+        big = os.urandom(65536)  # a DERP frame spanning several WebSocket messages
+        plain.send(w.pub, big)
+        assert w.recv({d.F_RECV})[1] == plain.pub + big
+        assert max(w.sock.msg_sizes) <= 32768, w.sock.msg_sizes
+        w.send(plain.pub, big)
+        assert plain.recv({d.F_RECV})[1] == w.pub + big
+        # A DERP frame cut across messages at odd places still parses.
+        raw = d.frame(d.F_SEND, plain.pub + b"split")
+        for part in (raw[:3], raw[3:20], raw[20:]):
+            w.sock.sendall(part)
+        assert plain.recv({d.F_RECV})[1] == w.pub + b"split"
+        w.sock.sock.sendall(d.ws_frame(b"hi", opcode=9))  # WebSocket ping
+        w.send_raw(d.frame(d.F_PING, b"87654321"))
+        assert w.recv({d.F_PONG})[1] == b"87654321"
+        assert w.sock.pongs == [b"hi"], w.sock.pongs
+        # Bad framing closes only that connection.
+        for bad in (d.ws_frame(b"x" * 40000), d.ws_frame(b"x", mask=False), d.ws_frame(b"x", 1)):
+            c = d.Client(r.port, websocket=True)
+            c.sock.sock.sendall(bad)
+            c.sock.sock.settimeout(5)
+            assert c.sock.sock.recv(100) == b"", bad[:2]
+        plain.send(w.pub, b"still")
+        assert w.recv({d.F_RECV})[1][32:] == b"still"
+        old = r.http(b"GET /derp HTTP/1.1\r\nHost: x\r\nUpgrade: WebSocket\r\n"
+                     b"Connection: Upgrade\r\n\r\n", timeout=0.5)
+        assert old.startswith(b"HTTP/1.1 101 ") and b"Upgrade: DERP" in old  # raw DERP, as derper
+    finally:
+        r.stop()
+
+
 if __name__ == "__main__":
     d.Suite().run(sys.modules[__name__])
