@@ -140,6 +140,58 @@ static void test_common_buf_printf(void **state)
     dc_buf_deinit(&b);
 }
 
+/* Text of 512 bytes or more (past the formatter's stack buffer) may fill the
+ * buffer up to exactly its max: only the text counts, not a NUL. */
+static void test_common_buf_printf_long_at_max(void **state)
+{
+    (void)state;
+    char text[702];
+    for (size_t i = 0; i < sizeof(text) - 1; i++) {
+        text[i] = (char)('a' + i % 26);
+    }
+    text[sizeof(text) - 1] = '\0';
+
+    struct dc_buf b;
+    /* Exactly the max, from empty, at and past the 512-byte stack buffer. */
+    static const size_t sizes[] = {512, 513, 600, 701};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        dc_buf_init(&b, sizes[i]);
+        int rc = dc_buf_printf(&b, "%.*s", (int)sizes[i], text);
+        if (rc != 0) {
+            fail_msg("%zu bytes into max %zu: rc %d", sizes[i], sizes[i], rc);
+        }
+        assert_int_equal(b.len, sizes[i]);
+        assert_memory_equal(b.p, text, sizes[i]);
+        /* Full: one more byte is refused. */
+        assert_int_equal(dc_buf_printf(&b, "x"), -EMSGSIZE);
+        assert_int_equal(b.len, sizes[i]);
+        dc_buf_deinit(&b);
+    }
+
+    /* max 600: 600 bytes fit, 601 do not and change nothing. */
+    dc_buf_init(&b, 600);
+    assert_int_equal(dc_buf_printf(&b, "%.*s", 601, text), -EMSGSIZE);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(dc_buf_printf(&b, "%.*s", 600, text), 0);
+    assert_int_equal(b.len, 600);
+    assert_memory_equal(b.p, text, 600);
+    dc_buf_deinit(&b);
+
+    /* After earlier bytes: the total may reach the max, not pass it. */
+    dc_buf_init(&b, 600);
+    assert_int_equal(dc_buf_append(&b, "keep", 4), 0);
+    assert_int_equal(dc_buf_printf(&b, "%.*s", 597, text), -EMSGSIZE);
+    assert_int_equal(b.len, 4);
+    assert_memory_equal(b.p, "keep", 4);
+    assert_int_equal(dc_buf_printf(&b, "%.*s", 596, text), 0);
+    assert_int_equal(b.len, 600);
+    assert_memory_equal(b.p, "keep", 4);
+    assert_memory_equal(b.p + 4, text, 596);
+    assert_int_equal(dc_buf_printf(&b, "%s", ""), 0);
+    assert_int_equal(b.len, 600);
+    dc_buf_deinit(&b);
+}
+
 static void test_common_buf_consume(void **state)
 {
     (void)state;
@@ -535,6 +587,42 @@ static void test_common_net_split_hostport(void **state)
     assert_string_equal(small, "abc");
 }
 
+/* The port is digits only: strtoul would skip leading whitespace and take a
+ * sign, so "h: 1" and "h:+1" must be caught before it. */
+static void test_common_net_split_hostport_port_digits_only(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "h: 1",        "h:\t80",    "h:\n443", "h:\r443",      "h:\v443", "h:\f443", "h:  8080",
+        "[::1]: 8443", "[::1]:\t1", "h:+1",    "h:-1",         "h:-0",    "h:+0",    "[::1]:+8443",
+        "[::1]:-1",    "h: +1",     "h: -1",   "10.0.0.5: 80", "h:1 ",    "h:0x50",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char host[64];
+        uint16_t port = 0;
+        char err[DC_ERR_LEN] = "";
+        int rc = dc_net_split_hostport(bad[i], host, sizeof(host), &port, err);
+        if (rc != -EINVAL) {
+            fail_msg("case %zu: want -EINVAL, got %d (port %u)", i, rc, (unsigned)port);
+        }
+        char quoted[80];
+        snprintf(quoted, sizeof(quoted), "`%s'", bad[i]);
+        assert_non_null(strstr(err, quoted));
+        assert_int_equal(dc_net_split_hostport(bad[i], host, sizeof(host), &port, NULL), -EINVAL);
+    }
+    /* dc_net_parse_addr goes through the same check. */
+    struct sockaddr_storage ss;
+    socklen_t ss_len = 0;
+    char err[DC_ERR_LEN] = "";
+    assert_int_equal(dc_net_parse_addr("127.0.0.1: 80", &ss, &ss_len, err), -EINVAL);
+    assert_int_equal(dc_net_parse_addr("127.0.0.1:+80", &ss, &ss_len, err), -EINVAL);
+    /* Leading zeros are still plain digits. */
+    char host[64];
+    uint16_t port = 0;
+    assert_int_equal(dc_net_split_hostport("h:0080", host, sizeof(host), &port, err), 0);
+    assert_int_equal(port, 80);
+}
+
 static void test_common_net_parse_addr(void **state)
 {
     (void)state;
@@ -683,6 +771,7 @@ int main(void)
         cmocka_unit_test(test_common_buf_limits),
         cmocka_unit_test(test_common_buf_growth),
         cmocka_unit_test(test_common_buf_printf),
+        cmocka_unit_test(test_common_buf_printf_long_at_max),
         cmocka_unit_test(test_common_buf_consume),
         cmocka_unit_test(test_common_loop_timers_in_due_order),
         cmocka_unit_test(test_common_loop_timer_stop_and_rearm),
@@ -690,6 +779,7 @@ int main(void)
         cmocka_unit_test(test_common_loop_io_stop_in_same_batch),
         cmocka_unit_test(test_common_loop_io_pipe),
         cmocka_unit_test(test_common_net_split_hostport),
+        cmocka_unit_test(test_common_net_split_hostport_port_digits_only),
         cmocka_unit_test(test_common_net_parse_addr),
         cmocka_unit_test(test_common_net_listen_and_connect),
         cmocka_unit_test(test_common_net_connect_errors),

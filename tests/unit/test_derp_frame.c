@@ -728,6 +728,130 @@ static void test_derp_frame_client_info_app_name_truncated(void **state)
     assert_string_equal(ci.app_name, name);
 }
 
+/* A long AppName is cut at a character boundary, never inside a UTF-8
+ * sequence: 63 'a' + "é" (2 bytes) keeps the 63 'a' only. */
+static void test_derp_frame_client_info_app_name_utf8_cut(void **state)
+{
+    (void)state;
+    static const struct {
+        size_t pad;       /* 'a' bytes before the tail */
+        const char *tail; /* UTF-8 text after the padding */
+        size_t want_len;  /* bytes kept */
+    } cases[] = {
+        {63, "\xc3\xa9", 63},           /* é straddles byte 64 */
+        {62, "\xc3\xa9", 64},           /* é ends at byte 64: kept */
+        {62, "\xc3\xa9z", 64},          /* é ends at byte 64, more after */
+        {63, "\xc3\xa9zzzzzzzzzz", 63}, /* more after, as in fuzz seed long_app_name.json */
+        {62, "\xe2\x82\xac", 62},       /* € (3 bytes) straddles */
+        {63, "\xe2\x82\xac", 63},       /* € starts at the cut */
+        {61, "\xf0\x9f\x98\x80", 61},   /* U+1F600 (4 bytes) straddles */
+        {60, "\xf0\x9f\x98\x80", 64},   /* U+1F600 ends at byte 64 */
+        {63, "\\u00e9", 63},            /* escaped é, same bytes once decoded */
+        {61, "\\ud83d\\ude00", 61},     /* escaped surrogate pair */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char json[256];
+        int n = snprintf(json, sizeof(json), "{\"AppName\":\"%.*s%s\"}", (int)cases[i].pad,
+                         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                         cases[i].tail);
+        assert_true(n > 0 && (size_t)n < sizeof(json));
+        struct derp_client_info ci;
+        char err[DC_ERR_LEN] = "";
+        int rc = derp_client_info_parse(json, (size_t)n, &ci, err);
+        if (rc != 0) {
+            fail_msg("case %zu `%s': rc %d: %s", i, json, rc, err);
+        }
+        if (strlen(ci.app_name) != cases[i].want_len) {
+            fail_msg("case %zu `%s': kept %zu bytes, want %zu", i, json, strlen(ci.app_name),
+                     cases[i].want_len);
+        }
+        for (size_t j = 0; j < cases[i].pad && j < cases[i].want_len; j++) {
+            assert_int_equal(ci.app_name[j], 'a');
+        }
+
+        /* What was kept formats and parses back unchanged. */
+        char out[DERP_INFO_JSON_MAX];
+        int m = derp_client_info_format(&ci, out, sizeof(out));
+        if (m <= 0) {
+            fail_msg("case %zu `%s': format rc %d", i, json, m);
+        }
+        struct derp_client_info back;
+        assert_int_equal(derp_client_info_parse(out, (size_t)m, &back, err), 0);
+        assert_string_equal(back.app_name, ci.app_name);
+    }
+}
+
+/* AppName must be a string (or null / absent); anything else is an error. */
+static void test_derp_frame_client_info_app_name_not_string(void **state)
+{
+    (void)state;
+    static const char *const cases[] = {
+        "{\"AppName\":5}",
+        "{\"AppName\":0}",
+        "{\"AppName\":-1.5}",
+        "{\"AppName\":true}",
+        "{\"AppName\":false}",
+        "{\"AppName\":[]}",
+        "{\"AppName\":[\"x\"]}",
+        "{\"AppName\":{}}",
+        "{\"version\":2,\"CanAckPings\":true,\"AppName\":{\"name\":\"x\"}}",
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct derp_client_info ci;
+        char err[DC_ERR_LEN] = "";
+        int rc = derp_client_info_parse(cases[i], strlen(cases[i]), &ci, err);
+        if (rc != -EINVAL) {
+            fail_msg("`%s': want -EINVAL, got %d", cases[i], rc);
+        }
+        assert_non_null(strstr(err, "AppName"));
+        assert_int_equal(derp_client_info_parse(cases[i], strlen(cases[i]), &ci, NULL), -EINVAL);
+    }
+    /* null still means "not set". */
+    static const char null_name[] = "{\"AppName\":null}";
+    struct derp_client_info ci;
+    char err[DC_ERR_LEN] = "";
+    assert_int_equal(derp_client_info_parse(null_name, strlen(null_name), &ci, err), 0);
+    assert_string_equal(ci.app_name, "");
+}
+
+/* A name that is not UTF-8 cannot go into JSON: format refuses it rather
+ * than sending ClientInfo without it. */
+static void test_derp_frame_client_info_format_bad_utf8(void **state)
+{
+    (void)state;
+    static const char *const names[] = {
+        "\xff",             /* never valid */
+        "abc\xc3",          /* sequence cut short */
+        "\xc3(",            /* lead byte, no continuation */
+        "\x80x",            /* lone continuation byte */
+        "\xc0\xaf",         /* overlong '/' */
+        "\xed\xa0\x80",     /* UTF-16 surrogate */
+        "\xf4\x90\x80\x80", /* above U+10FFFF */
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        struct derp_client_info ci = {.version = 2, .can_ack_pings = true};
+        assert_true(strlen(names[i]) < sizeof(ci.app_name));
+        memcpy(ci.app_name, names[i], strlen(names[i]) + 1);
+        char out[DERP_INFO_JSON_MAX];
+        int n = derp_client_info_format(&ci, out, sizeof(out));
+        if (n != -EINVAL) {
+            fail_msg("name %zu: want -EINVAL, got %d%s%s", i, n, n > 0 ? ": " : "",
+                     n > 0 ? out : "");
+        }
+    }
+    /* Valid multi-byte UTF-8 is fine and survives the trip. */
+    struct derp_client_info ci = {.version = 2};
+    static const char good[] = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+    memcpy(ci.app_name, good, sizeof(good));
+    char out[DERP_INFO_JSON_MAX];
+    int n = derp_client_info_format(&ci, out, sizeof(out));
+    assert_true(n > 0);
+    struct derp_client_info back;
+    char err[DC_ERR_LEN] = "";
+    assert_int_equal(derp_client_info_parse(out, (size_t)n, &back, err), 0);
+    assert_string_equal(back.app_name, good);
+}
+
 static void test_derp_frame_client_info_format_roundtrip(void **state)
 {
     (void)state;
@@ -859,6 +983,9 @@ int main(void)
         cmocka_unit_test(test_derp_frame_client_info_not_object),
         cmocka_unit_test(test_derp_frame_client_info_bad_mesh_key_ignored),
         cmocka_unit_test(test_derp_frame_client_info_app_name_truncated),
+        cmocka_unit_test(test_derp_frame_client_info_app_name_utf8_cut),
+        cmocka_unit_test(test_derp_frame_client_info_app_name_not_string),
+        cmocka_unit_test(test_derp_frame_client_info_format_bad_utf8),
         cmocka_unit_test(test_derp_frame_client_info_format_roundtrip),
         cmocka_unit_test(test_derp_frame_server_info_format),
         cmocka_unit_test(test_derp_frame_server_info_parse_errors),

@@ -374,6 +374,50 @@ static void test_derp_key_file_garbage(void **state)
     assert_no_key_text(err, hexg);
 }
 
+/* When the text is not JSON, jansson's message quotes the token it stopped
+ * at, which inside a key file is part of the key: err must not pass it on. */
+static void test_derp_key_file_not_json_quotes_nothing(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        size_t len;
+    } cases[] = {
+#define CASE(s) {s, sizeof(s) - 1}
+        CASE("{\"PrivateKey\":\"privkey:0123456789a\x01"),
+        CASE("{\"PrivateKey\":\"0123456789abcdef\x01"),
+        CASE("{\"PrivateKey\":\"privkey:0123456789a\x01\"}"),
+        CASE("{\"PrivateKey\":\"privkey:0123456789abcdef\n\"}"),
+        CASE("{\"PrivateKey\":\"privkey:0123456789\\q\"}"),
+        CASE("{\"PrivateKey\":\"privkey:0123456789\xff\"}"),
+        CASE("{\"PrivateKey\":\"privkey:0123456789abcdef\\u12\"}"),
+        CASE("{\"PrivateKey\":privkey:0123456789abcdef}"),
+        CASE("{\"PrivateKey\":0123456789abcdef}"),
+        CASE("{\"PrivateKey\":\"privkey:00\"} 0123456789abcdef"),
+        CASE("{\"privkey:0123456789abcdef\"}"),
+        CASE("0123456789abcdef"),
+        CASE("\"privkey:0123456789abcdef"),
+        CASE("{\"PrivateKey\":\"privkey:0123456789\0abcdef\"}"),
+#undef CASE
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct derp_keypair kp;
+        char err[DC_ERR_LEN] = "";
+        int rc = derp_key_file_parse(cases[i].text, cases[i].len, &kp, err);
+        if (rc != -EINVAL) {
+            fail_msg("case %zu: want -EINVAL, got %d", i, rc);
+        }
+        assert_true(err[0] != '\0');
+        assert_int_equal(strncmp(err, "key file:", 9), 0);
+        if (strstr(err, "0123456789") != NULL) {
+            fail_msg("case %zu: error text `%s' quotes the key", i, err);
+        }
+        /* Not even a few hex digits of it. */
+        assert_no_key_text(err, "0123456789abcdef");
+        assert_int_equal(derp_key_file_parse(cases[i].text, cases[i].len, &kp, NULL), -EINVAL);
+    }
+}
+
 static void test_derp_key_file_derper_written(void **state)
 {
     struct tmpdir *t = *state;
@@ -503,6 +547,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_derp_key_file_derper_written, tmpdir_setup,
                                         tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_derp_key_file_errors, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test(test_derp_key_file_not_json_quotes_nothing),
         cmocka_unit_test(test_derp_key_mesh_key_parse),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);

@@ -165,12 +165,53 @@ static void test_derp_url_bad_host(void **state)
     assert_string_equal(small_path, "/derp");
 }
 
+/* A port needs a host in front of it, and a host with more than one colon
+ * must be a bracketed IPv6 address; neither may slip through as an empty
+ * host or as a host named "h:443:1". */
+static void test_derp_url_empty_or_colon_host(void **state)
+{
+    (void)state;
+    /* Empty host with a port. */
+    check_bad("http://:8080/derp");
+    check_bad("https://:443/derp");
+    check_bad("https://:443");
+    check_bad("https://[]:443/derp");
+    check_bad("http://[]:80");
+    check_bad(":443");
+    check_bad(":443/derp");
+    check_bad("[]:443");
+    /* Several colons without brackets. */
+    check_bad("https://h:443:1/");
+    check_bad("https://h:443:1/derp");
+    check_bad("http://h:1:2");
+    check_bad("https://::1/derp");
+    check_bad("https://::1");
+    check_bad("https://2001:db8::7/derp");
+    check_bad("https://fe80::1:443/derp");
+    check_bad("h:443:1");
+    check_bad("::1");
+    check_bad("::");
+    /* The bracketed forms still work. */
+    static const struct url_case ok[] = {
+        {"https://[::1]/derp", true, "::1", 443, "/derp"},
+        {"https://[2001:db8::7]:443/derp", true, "2001:db8::7", 443, "/derp"},
+        {"[::1]", true, "::1", 443, "/derp"},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        check_ok(&ok[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_derp_url_bare_host), cmocka_unit_test(test_derp_url_http_and_https),
-        cmocka_unit_test(test_derp_url_ipv6),      cmocka_unit_test(test_derp_url_bad_scheme),
-        cmocka_unit_test(test_derp_url_bad_port),  cmocka_unit_test(test_derp_url_bad_host),
+        cmocka_unit_test(test_derp_url_bare_host),
+        cmocka_unit_test(test_derp_url_http_and_https),
+        cmocka_unit_test(test_derp_url_ipv6),
+        cmocka_unit_test(test_derp_url_bad_scheme),
+        cmocka_unit_test(test_derp_url_bad_port),
+        cmocka_unit_test(test_derp_url_bad_host),
+        cmocka_unit_test(test_derp_url_empty_or_colon_host),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
