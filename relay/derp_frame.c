@@ -62,7 +62,12 @@ long derp_frame_next(struct derp_frame_reader *r, const uint8_t *buf, size_t len
     }
     uint32_t min_len = 0;
     uint32_t max_len = DERP_MAX_CLIENT_INFO_LEN;
-    if (r->is_login) {
+    if (r->is_client) {
+        if (plen > max_len) {
+            r->skip = plen;
+            return DERP_FRAME_HDR_LEN;
+        }
+    } else if (r->is_login) {
         min_len = type == DERP_FRAME_CLIENT_INFO ? DERP_KEY_LEN + DERP_NONCE_LEN : 0;
     } else if (!frame_limits(type, &min_len, &max_len)) {
         r->skip = plen;

@@ -48,8 +48,10 @@ struct derp_server_info {
  * limits before any payload is waited for. The all-zero struct is a reader
  * for a logged-in client; set is_login for the first frame (ClientInfo). */
 struct derp_frame_reader {
-    uint64_t skip; /* bytes of an unknown frame still to discard */
-    bool is_login; /* expecting ClientInfo: its limit is DERP_MAX_CLIENT_INFO_LEN */
+    uint64_t skip;  /* bytes of an unknown frame still to discard */
+    bool is_login;  /* expecting ClientInfo: its limit is DERP_MAX_CLIENT_INFO_LEN */
+    bool is_client; /* reading a server's frames: every type whole up to
+                       DERP_MAX_CLIENT_INFO_LEN, longer ones skipped */
 };
 
 /* One whole frame found by derp_frame_next(). */

@@ -249,6 +249,17 @@ void derp__registry_remove(struct derp_server *s, struct derp_conn *c)
     c->set = NULL;
     c->set_next = NULL;
     if (set->nconns == 0) {
+        if (s->mesh != NULL && derp__mesh_forwarder(s, set->key) != NULL) {
+            /* Still in the region (on a mesh peer): receivers keep their path. */
+            for (uint32_t i = 0; i < set->nwatchers; i++) {
+                struct derp_conn *w = set->watchers[i];
+                array_remove((void **)w->sources, &w->nsources, set);
+                if (w->last_source == set) {
+                    w->last_source = NULL;
+                }
+            }
+            set->nwatchers = 0;
+        }
         set_notify_gone(s, set);
         watchers_broadcast_gone(s, set->key);
         set_unlink(&s->reg, set);

@@ -125,7 +125,10 @@ void derp__conn_close(struct derp_conn *c, bool is_error, const char *why)
     }
     char addr[64];
     conn_log_addr(c, addr, sizeof(addr));
-    if (c->state == DERP_CONN_ACTIVE) {
+    if (c->mesh_peer != NULL) {
+        dc_log(DC_LOG_INFO, "derp-mesh", "connection to peer %s closed: %s", addr, why);
+        derp__mesh_conn_closed(c);
+    } else if (c->state == DERP_CONN_ACTIVE) {
         dc_log(is_error ? DC_LOG_INFO : DC_LOG_DEBUG, "derp", "client %s key=%s closed: %s", addr,
                c->key_short, why);
         s->stats.clients_current--;
@@ -193,12 +196,11 @@ static void conn_set_peer(struct derp_conn *c, const struct sockaddr_storage *ss
     }
 }
 
-static void conn_new(struct derp_server *s, int fd, const struct sockaddr_storage *peer)
+struct derp_conn *derp__conn_alloc(struct derp_server *s, int fd)
 {
     struct derp_conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
-        close(fd);
-        return;
+        return NULL;
     }
     c->srv = s;
     c->io.fd = fd;
@@ -207,18 +209,33 @@ static void conn_new(struct derp_server *s, int fd, const struct sockaddr_storag
     c->conn_num = ++s->next_conn_num;
     c->deadline_ms = dc_now_ms() + cfg_or(s->cfg.handshake_timeout_ms, DERP_HANDSHAKE_TIMEOUT_MS);
     dc_buf_init(&c->ctl, CTL_MAX_CLIENT);
-    conn_set_peer(c, peer);
-    c->state = DERP_CONN_HTTP;
     c->pg_tokens = DERP_PEER_GONE_BURST;
     if (dc_net_set_nodelay(fd) < 0) {
         /* not fatal: only latency suffers */
     }
+    c->next = s->conns;
+    if (s->conns != NULL) {
+        s->conns->prev = c;
+    }
+    s->conns = c;
+    s->stats.conns_current++;
+    return c;
+}
+
+static void conn_new(struct derp_server *s, int fd, const struct sockaddr_storage *peer)
+{
+    struct derp_conn *c = derp__conn_alloc(s, fd);
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    s->stats.accepts++;
+    conn_set_peer(c, peer);
+    c->state = DERP_CONN_HTTP;
     if (s->ssl_ctx != NULL) {
         c->ssl = SSL_new(s->ssl_ctx);
         if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
-            SSL_free(c->ssl);
-            close(fd);
-            free(c);
+            derp__conn_close(c, true, "TLS setup failed");
             return;
         }
         SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -226,18 +243,8 @@ static void conn_new(struct derp_server *s, int fd, const struct sockaddr_storag
         c->state = DERP_CONN_TLS_HANDSHAKE;
     }
     if (dc_io_start(s->loop, &c->io, DC_IO_READ) < 0) {
-        SSL_free(c->ssl);
-        close(fd);
-        free(c);
-        return;
+        derp__conn_close(c, true, "epoll_ctl failed");
     }
-    c->next = s->conns;
-    if (s->conns != NULL) {
-        s->conns->prev = c;
-    }
-    s->conns = c;
-    s->stats.accepts++;
-    s->stats.conns_current++;
 }
 
 static void listen_cb(struct dc_loop *loop, struct dc_io *io, uint32_t events)
@@ -443,7 +450,8 @@ static void conn_update_write_interest(struct derp_conn *c, bool want)
 
 static void conn_flush(struct derp_conn *c)
 {
-    if (c->state == DERP_CONN_CLOSED || c->state == DERP_CONN_TLS_HANDSHAKE) {
+    if (c->state == DERP_CONN_CLOSED || c->state == DERP_CONN_TLS_HANDSHAKE ||
+        c->state == DERP_CONN_MESH_CONNECTING || c->state == DERP_CONN_MESH_TLS) {
         return;
     }
     size_t before = c->ctl.len - c->ctl_off + (c->partial ? c->partial->len - c->partial_off : 0) +
@@ -499,14 +507,26 @@ static void peer_gone_not_here(struct derp_conn *c, const uint8_t dst[static DER
  * payload ends with the packet (pkt_len bytes at pkt). */
 static void relay_packet(struct derp_conn *from, const uint8_t src_key[static DERP_KEY_LEN],
                          const uint8_t dst_key[static DERP_KEY_LEN], const uint8_t *pkt,
-                         uint32_t pkt_len)
+                         uint32_t pkt_len, bool is_forwarded)
 {
     struct derp_server *s = from->srv;
     struct derp_client_set *dset = derp__registry_find(&s->reg, dst_key);
     struct derp_conn *dst = dset != NULL ? dset->active : NULL;
     bool is_disco = derp_packet_is_disco(pkt, pkt_len);
+    if (dst == NULL && dset == NULL && s->mesh != NULL) {
+        struct derp_mesh_peer *fwd = derp__mesh_forwarder(s, dst_key);
+        if (fwd != NULL && !is_forwarded) { /* forwarded packets never go on: no loops */
+            derp__mesh_forward(fwd, src_key, dst_key, pkt, pkt_len);
+            return;
+        }
+    }
     if (dst == NULL) {
-        if (dset != NULL && dset->nconns > 1) {
+        if (is_forwarded) {
+            s->stats.drop_unknown_dest_on_fwd++;
+            if (is_disco) {
+                peer_gone_not_here(from, dst_key);
+            }
+        } else if (dset != NULL && dset->nconns > 1) {
             s->stats.drop_dup_client++;
         } else {
             s->stats.drop_unknown_dest++;
@@ -728,7 +748,7 @@ static void frame_send_packet(struct derp_conn *c, const uint8_t *payload, uint3
     struct derp_server *s = c->srv;
     s->stats.packets_recv++;
     s->stats.bytes_recv += len - DERP_KEY_LEN;
-    relay_packet(c, c->key, payload, payload + DERP_KEY_LEN, len - DERP_KEY_LEN);
+    relay_packet(c, c->key, payload, payload + DERP_KEY_LEN, len - DERP_KEY_LEN, false);
 }
 
 static void frame_forward_packet(struct derp_conn *c, const uint8_t *payload, uint32_t len)
@@ -740,7 +760,7 @@ static void frame_forward_packet(struct derp_conn *c, const uint8_t *payload, ui
     }
     s->stats.packets_forwarded_in++;
     relay_packet(c, payload, payload + DERP_KEY_LEN, payload + 2 * DERP_KEY_LEN,
-                 len - 2 * DERP_KEY_LEN);
+                 len - 2 * DERP_KEY_LEN, true);
 }
 
 static void conn_active_frame(struct derp_conn *c, uint8_t type, const uint8_t *p, uint32_t len)
@@ -807,6 +827,9 @@ static size_t conn_parse_frames(struct derp_conn *c, const uint8_t *buf, size_t 
 static size_t conn_dispatch(struct derp_conn *c, const uint8_t *buf, size_t len)
 {
     size_t off = 0;
+    if (c->mesh_peer != NULL) {
+        return derp__mesh_conn_dispatch(c, buf, len);
+    }
     if (c->state == DERP_CONN_HTTP) {
         off = derp__http_handle(c, buf, len);
         if (c->state == DERP_CONN_HTTP || c->state == DERP_CONN_CLOSED || c->is_ws) {
@@ -935,6 +958,10 @@ static void conn_io_cb(struct dc_loop *loop, struct dc_io *io, uint32_t events)
 {
     (void)loop;
     struct derp_conn *c = io->data;
+    if (c->state == DERP_CONN_MESH_CONNECTING || c->state == DERP_CONN_MESH_TLS) {
+        derp__mesh_conn_io(c, events);
+        return;
+    }
     if (c->state == DERP_CONN_TLS_HANDSHAKE) {
         conn_tls_handshake(c);
         return;
@@ -970,13 +997,15 @@ static void server_before_sleep(struct dc_loop *loop, void *data)
 static void conn_check_deadlines(struct derp_conn *c, uint64_t now)
 {
     struct derp_server *s = c->srv;
-    if (c->state != DERP_CONN_ACTIVE && c->state != DERP_CONN_HTTP_DONE && now >= c->deadline_ms) {
+    if (c->state != DERP_CONN_ACTIVE && c->state != DERP_CONN_HTTP_DONE &&
+        c->state != DERP_CONN_MESH_ACTIVE && now >= c->deadline_ms) {
         derp__conn_close(c, true, "handshake not finished in time");
         return;
     }
     if (c->stalled_since_ms != 0) {
-        uint64_t limit = c->can_mesh ? DERP_MESH_WRITE_TIMEOUT_MS
-                                     : cfg_or(s->cfg.write_timeout_ms, DERP_WRITE_TIMEOUT_MS);
+        uint64_t limit = c->can_mesh || c->mesh_peer != NULL
+                             ? DERP_MESH_WRITE_TIMEOUT_MS
+                             : cfg_or(s->cfg.write_timeout_ms, DERP_WRITE_TIMEOUT_MS);
         if (now - c->stalled_since_ms >= limit) {
             s->stats.write_timeouts++;
             s->stats.drop_write_error += c->q_data.count + c->q_disco.count;
@@ -1043,6 +1072,17 @@ int derp_server_new(struct dc_loop *loop, const struct derp_server_config *cfg,
         free(s);
         return dc_err_set(err, rc, "derp server: epoll: %s", dc_strerror(rc));
     }
+    if (cfg->mesh_with != NULL && cfg->mesh_with[0] != '\0') {
+        rc = derp__mesh_start(s, cfg->mesh_with, err);
+        if (rc < 0) {
+            dc_io_stop(loop, &s->listen_io);
+            close(fd);
+            derp__registry_deinit(&s->reg);
+            free(s);
+            return rc;
+        }
+    }
+    s->cfg.mesh_with = NULL;
     s->tick.cb = server_tick;
     s->tick.data = s;
     dc_timer_start(loop, &s->tick, SERVER_TICK_MS);
@@ -1056,6 +1096,7 @@ void derp_server_free(struct derp_server *s)
     if (s == NULL) {
         return;
     }
+    derp__mesh_stop(s); /* no redials from here on */
     while (s->conns != NULL) {
         derp__conn_close(s->conns, false, "server shutting down");
     }
@@ -1090,6 +1131,7 @@ static void drain_timer_cb(struct dc_loop *loop, struct dc_timer *t)
     struct derp_server *s = t->data;
     dc_log(DC_LOG_INFO, "derp", "drain finished: closing %llu connections",
            (unsigned long long)s->stats.conns_current);
+    derp__mesh_stop(s);
     server_before_sleep(loop, s); /* last flush */
     while (s->conns != NULL) {
         derp__conn_close(s->conns, false, "server restarting");

@@ -36,35 +36,44 @@ struct derp_server_config {
     uint32_t restart_try_for_ms;   /* Restarting frame "try for"; 0: 60000 */
     uint32_t drain_ms;             /* relay on after Restarting before closing; 0: 2000 */
     uint32_t max_conns;            /* 0: unlimited */
+    const char *mesh_with;         /* "URL[,URL]" of mesh peers or NULL; borrowed for the call;
+                                      needs has_mesh_key */
+    const char *self_host; /* this relay's host name: a peer URL with it is skipped; borrowed,
+                              must outlive the server */
+    bool mesh_insecure;    /* do not verify mesh peers' TLS certificates */
     derp_metrics_cb extra_metrics; /* may be NULL */
     void *extra_metrics_data;      /* borrowed */
 };
 
 /* Relay counters, readable at any time (also served on /metrics). */
 struct derp_server_stats {
-    uint64_t accepts;                /* TCP connections accepted */
-    uint64_t conns_current;          /* open TCP connections in any state */
-    uint64_t clients_current;        /* logged-in DERP clients */
-    uint64_t home_clients;           /* clients that sent NotePreferred(1) */
-    uint64_t dup_client_keys;        /* keys with more than one connection */
-    uint64_t handshake_errors;       /* connections closed before login finished */
-    uint64_t http_requests;          /* non-DERP HTTP requests answered */
-    uint64_t packets_recv;           /* SendPacket/ForwardPacket frames read */
-    uint64_t bytes_recv;             /* their packet bytes */
-    uint64_t packets_sent;           /* RecvPacket frames written */
-    uint64_t bytes_sent;             /* their packet bytes */
-    uint64_t packets_forwarded_in;   /* ForwardPacket frames from mesh peers */
-    uint64_t drop_unknown_dest;      /* no client with that key */
-    uint64_t drop_dup_client;        /* key connected twice, no active connection */
-    uint64_t drop_queue_head;        /* queue full: oldest packet dropped */
-    uint64_t drop_gone;              /* destination disconnected with packets queued */
-    uint64_t drop_write_error;       /* write failed */
-    uint64_t peer_gone_disconnected; /* PeerGone reason 0 frames sent */
-    uint64_t peer_gone_not_here;     /* PeerGone reason 1 frames sent */
-    uint64_t pings;                  /* Ping frames answered */
-    uint64_t keepalives;             /* KeepAlive frames sent */
-    uint64_t write_timeouts;         /* clients closed for a stalled write */
-    uint64_t protocol_errors;        /* clients closed for a bad frame */
+    uint64_t accepts;                  /* TCP connections accepted */
+    uint64_t conns_current;            /* open TCP connections in any state */
+    uint64_t clients_current;          /* logged-in DERP clients */
+    uint64_t home_clients;             /* clients that sent NotePreferred(1) */
+    uint64_t dup_client_keys;          /* keys with more than one connection */
+    uint64_t handshake_errors;         /* connections closed before login finished */
+    uint64_t http_requests;            /* non-DERP HTTP requests answered */
+    uint64_t packets_recv;             /* SendPacket/ForwardPacket frames read */
+    uint64_t bytes_recv;               /* their packet bytes */
+    uint64_t packets_sent;             /* RecvPacket frames written */
+    uint64_t bytes_sent;               /* their packet bytes */
+    uint64_t packets_forwarded_in;     /* ForwardPacket frames from mesh peers */
+    uint64_t packets_forwarded_out;    /* packets sent on to a mesh peer */
+    uint64_t mesh_peers_up;            /* outbound mesh connections logged in */
+    uint64_t mesh_dials;               /* outbound mesh connection attempts */
+    uint64_t drop_unknown_dest_on_fwd; /* forwarded packet for a key not here */
+    uint64_t drop_unknown_dest;        /* no client with that key */
+    uint64_t drop_dup_client;          /* key connected twice, no active connection */
+    uint64_t drop_queue_head;          /* queue full: oldest packet dropped */
+    uint64_t drop_gone;                /* destination disconnected with packets queued */
+    uint64_t drop_write_error;         /* write failed */
+    uint64_t peer_gone_disconnected;   /* PeerGone reason 0 frames sent */
+    uint64_t peer_gone_not_here;       /* PeerGone reason 1 frames sent */
+    uint64_t pings;                    /* Ping frames answered */
+    uint64_t keepalives;               /* KeepAlive frames sent */
+    uint64_t write_timeouts;           /* clients closed for a stalled write */
+    uint64_t protocol_errors;          /* clients closed for a bad frame */
 };
 
 /* Creates a server listening on cfg->listen_addr, driven by loop. Returns 0

@@ -281,7 +281,8 @@ void derp_server_metrics_format(const struct derp_server *s, struct dc_buf *out)
                  {"dup_client", st->drop_dup_client},
                  {"queue_head", st->drop_queue_head},
                  {"gone_disconnected", st->drop_gone},
-                 {"write_error", st->drop_write_error}};
+                 {"write_error", st->drop_write_error},
+                 {"unknown_dest_on_fwd", st->drop_unknown_dest_on_fwd}};
     for (size_t i = 0; i < sizeof(drops) / sizeof(drops[0]); i++) {
         dc_buf_printf(out, "derp_packets_dropped_total{reason=\"%s\"} %llu\n", drops[i].reason,
                       (unsigned long long)drops[i].v);
@@ -293,6 +294,12 @@ void derp_server_metrics_format(const struct derp_server *s, struct dc_buf *out)
                   "derp_peer_gone_frames_total{reason=\"not_here\"} %llu\n",
                   (unsigned long long)st->peer_gone_disconnected,
                   (unsigned long long)st->peer_gone_not_here);
+    METRIC("derp_packets_forwarded_out_total", "Packets forwarded to mesh peers.", "counter",
+           st->packets_forwarded_out);
+    METRIC("derp_mesh_peers_up", "Outbound mesh connections logged in.", "gauge",
+           st->mesh_peers_up);
+    METRIC("derp_mesh_dials_total", "Outbound mesh connection attempts.", "counter",
+           st->mesh_dials);
     METRIC("derp_pings_total", "Ping frames answered.", "counter", st->pings);
     METRIC("derp_keepalives_total", "KeepAlive frames sent.", "counter", st->keepalives);
     METRIC("derp_write_timeouts_total", "Clients closed for a stalled write.", "counter",

@@ -55,7 +55,16 @@ enum derp_conn_state {
     DERP_CONN_ACTIVE,        /* logged in: relaying */
     DERP_CONN_HTTP_DONE,     /* a plain HTTP answer is queued; close once flushed */
     DERP_CONN_CLOSED,        /* closed; freed on the deferred pass */
+    /* Outbound connections to mesh peers (this relay is the client): */
+    DERP_CONN_MESH_CONNECTING, /* TCP connect in progress */
+    DERP_CONN_MESH_TLS,        /* TLS client handshake in progress */
+    DERP_CONN_MESH_HTTP,       /* upgrade request sent; waiting for 101 */
+    DERP_CONN_MESH_LOGIN,      /* waiting for ServerKey, then ServerInfo */
+    DERP_CONN_MESH_ACTIVE,     /* watching the peer's clients; forwarding to it */
 };
+
+struct derp_mesh;
+struct derp_mesh_peer;
 
 /* A bounded FIFO of packets for one destination; full means drop the oldest. */
 struct derp_queue {
@@ -107,8 +116,9 @@ struct derp_conn {
     uint32_t ws_msg_len;     /* bytes of the current message so far (32 KiB cap) */
     uint64_t ws_payload_off; /* offset into the current frame's payload (mask phase) */
     uint8_t ws_mask[4];
-    struct dc_buf ws_out; /* owned; framed output */
-    size_t ws_out_off;    /* bytes of ws_out already written */
+    struct dc_buf ws_out;             /* owned; framed output */
+    size_t ws_out_off;                /* bytes of ws_out already written */
+    struct derp_mesh_peer *mesh_peer; /* borrowed; set on outbound mesh connections */
     /* PeerGone(NotHere) token bucket */
     uint64_t pg_last_ms;
     uint32_t pg_tokens;
@@ -161,7 +171,27 @@ struct derp_server {
     void (*drain_done)(struct dc_loop *, void *);
     void *drain_data;
     char pub_hex[DERP_KEY_HEX_LEN + 1];
+    struct derp_mesh *mesh; /* owned; NULL without --mesh-with */
 };
+
+/* Allocates a connection for fd and links it into s (not yet watched). */
+struct derp_conn *derp__conn_alloc(struct derp_server *s, int fd);
+
+/* Mesh (derp_mesh.c): outbound connections to the other relays of the region. */
+int derp__mesh_start(struct derp_server *s, const char *urls, char *err) DC_MUST_CHECK;
+void derp__mesh_stop(struct derp_server *s);
+/* The mesh peer that holds key's client, or NULL. */
+struct derp_mesh_peer *derp__mesh_forwarder(struct derp_server *s,
+                                            const uint8_t key[static DERP_KEY_LEN]);
+/* Queues a ForwardPacket on p's connection. */
+void derp__mesh_forward(struct derp_mesh_peer *p, const uint8_t src[static DERP_KEY_LEN],
+                        const uint8_t dst[static DERP_KEY_LEN], const uint8_t *pkt, uint32_t len);
+/* Handles I/O events of an outbound connection still connecting. */
+void derp__mesh_conn_io(struct derp_conn *c, uint32_t events);
+/* Handles buffered bytes of an outbound connection; returns bytes consumed. */
+size_t derp__mesh_conn_dispatch(struct derp_conn *c, const uint8_t *buf, size_t len);
+/* Called once when an outbound connection closes: forget its clients, redial. */
+void derp__mesh_conn_closed(struct derp_conn *c);
 
 /* Queues bytes for c (control stream); closes c when over its limit. */
 void derp__conn_send(struct derp_conn *c, const void *data, size_t len);

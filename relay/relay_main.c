@@ -30,6 +30,8 @@ struct relay_opts {
     const char *key_file;
     const char *mesh_key_file;
     const char *mesh_with;
+    const char *hostname;
+    bool mesh_insecure;
     unsigned drain_ms;
     unsigned max_conns;
 };
@@ -54,7 +56,10 @@ static void usage(FILE *f)
            "  --stun-listen ADDR:PORT|off  STUN UDP address (default :3478)\n"
            "  --key-file PATH           node key in derper's format; created 0600 if missing\n"
            "  --mesh-key-file PATH      shared mesh key (64 lowercase hex)\n"
-           "  --mesh-with URL[,URL]     other relays of the region to mesh with\n"
+           "  --mesh-with URL[,URL]     other relays of the region to mesh with (a bare host\n"
+           "                            means https://HOST/derp; this relay's own URL is skipped)\n"
+           "  --hostname NAME           this relay's public name (skipped in --mesh-with)\n"
+           "  --mesh-insecure           do not verify mesh peers' TLS certificates\n"
            "  --drain-ms MS             after SIGTERM, relay on this long (default 2000)\n"
            "  --max-conns N             refuse connections past N (default unlimited)\n"
            "  --verbose                 per-connection debug logs (as LOFT_LOG_DERP=true)\n"
@@ -85,6 +90,8 @@ static int parse_flags(int argc, char **argv, struct relay_opts *o)
                                              {"mesh-key-file", required_argument, NULL, 'M'},
                                              {"mesh-with", required_argument, NULL, 'W'},
                                              {"drain-ms", required_argument, NULL, 'd'},
+                                             {"hostname", required_argument, NULL, 'H'},
+                                             {"mesh-insecure", no_argument, NULL, 'I'},
                                              {"max-conns", required_argument, NULL, 'm'},
                                              {"verbose", no_argument, NULL, 'v'},
                                              {"version", no_argument, NULL, 'V'},
@@ -116,6 +123,12 @@ static int parse_flags(int argc, char **argv, struct relay_opts *o)
             break;
         case 'W':
             o->mesh_with = optarg;
+            break;
+        case 'H':
+            o->hostname = optarg;
+            break;
+        case 'I':
+            o->mesh_insecure = true;
             break;
         case 'd':
             if (parse_uint("--drain-ms", optarg, &o->drain_ms) < 0) {
@@ -197,28 +210,6 @@ static int load_mesh_key(const char *path, struct derp_server_config *cfg)
     }
     sodium_memzero(buf, sizeof(buf));
     cfg->has_mesh_key = true;
-    return 0;
-}
-
-static int check_mesh_with(const char *list)
-{
-    char copy[4096];
-    if (snprintf(copy, sizeof(copy), "%s", list) >= (int)sizeof(copy)) {
-        dc_log(DC_LOG_ERROR, "derp", "--mesh-with: list too long");
-        return -1;
-    }
-    char *save = NULL;
-    for (char *u = strtok_r(copy, ",", &save); u != NULL; u = strtok_r(NULL, ",", &save)) {
-        bool tls;
-        char host[256], path[512], err[DC_ERR_LEN];
-        uint16_t port;
-        if (derp_url_parse(u, &tls, host, sizeof(host), &port, path, sizeof(path), err) < 0) {
-            dc_log(DC_LOG_ERROR, "derp", "--mesh-with: %s", err);
-            return -1;
-        }
-    }
-    dc_log(DC_LOG_WARN, "derp-mesh",
-           "--mesh-with accepted but outbound meshing is not in this build yet: peers=%s", list);
     return 0;
 }
 
@@ -333,8 +324,16 @@ static int run(const struct relay_opts *o)
     if (o->mesh_key_file != NULL && load_mesh_key(o->mesh_key_file, &cfg) < 0) {
         goto out;
     }
-    if (o->mesh_with != NULL && check_mesh_with(o->mesh_with) < 0) {
+    if (o->mesh_with != NULL && !cfg.has_mesh_key) {
+        dc_log(DC_LOG_ERROR, "derp-mesh", "--mesh-with needs --mesh-key-file");
         goto out;
+    }
+    cfg.mesh_with = o->mesh_with;
+    cfg.self_host = o->hostname != NULL ? o->hostname : o->self_signed;
+    cfg.mesh_insecure = o->mesh_insecure;
+    if (o->mesh_insecure) {
+        dc_log(DC_LOG_WARN, "derp-mesh",
+               "--mesh-insecure: mesh peers' certificates are not verified");
     }
     if (o->self_signed != NULL || o->tls_cert != NULL) {
         tls = make_tls(o, &cfg.key);

@@ -69,8 +69,8 @@ def free_port():
 class Relay:
     """A derp-relay process on 127.0.0.1 with its stderr captured to a file."""
 
-    def __init__(self, *extra, env=None, stun=False):
-        self.port = free_port()
+    def __init__(self, *extra, env=None, stun=False, port=None):
+        self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="derp-relay-test-")
         self.log_path = os.path.join(self.dir, "relay.log")
         self.stun_port = free_port() if stun else None

@@ -1,0 +1,687 @@
+/* derp_mesh: this relay as a client of the other relays of its region.
+ *
+ * For every --mesh-with URL the relay keeps one outbound DERP connection,
+ * logged in with its own server key and the shared mesh key, and sends
+ * WatchConns. The peer answers with PeerPresent for each of its clients and
+ * PeerGone as they leave: those keys become forwarders, so a local client's
+ * packet for them goes out as ForwardPacket on that connection. A packet
+ * that arrived by ForwardPacket is only ever delivered locally, so packets
+ * never loop. A dropped connection forgets its clients and is redialled with
+ * capped, jittered backoff. Names are resolved with getaddrinfo_a so the
+ * loop never blocks on DNS. */
+#include "internal.h"
+
+#include "bytes.h"
+#include "derp_client.h"
+#include "derp_key.h"
+#include "http.h"
+#include "log.h"
+#include "net.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MESH_BACKOFF_MIN_MS 500
+#define MESH_BACKOFF_MAX_MS 10000
+#define MESH_DNS_POLL_MS    20
+#define MESH_FWD_BUCKETS    1024u
+#define MESH_MAX_PEERS      64
+
+struct mesh_fwd {
+    uint8_t key[DERP_KEY_LEN];
+    struct derp_mesh_peer *peer; /* borrowed */
+    struct mesh_fwd *next;
+};
+
+struct derp_mesh_peer {
+    struct derp_mesh *mesh; /* borrowed */
+    char url[512];
+    char host[256];
+    char path[256];
+    uint16_t port;
+    bool is_tls;
+    bool is_self;           /* the URL reached this very relay: never redialled */
+    struct derp_conn *conn; /* borrowed; current connection or NULL */
+    struct dc_timer timer;  /* redial backoff, or DNS polling */
+    uint32_t backoff_ms;
+    bool is_resolving;
+    struct gaicb gai;
+    struct addrinfo hints;
+    char port_text[8];
+    uint8_t server_key[DERP_KEY_LEN];
+};
+
+struct derp_mesh {
+    struct derp_server *srv;      /* borrowed */
+    struct derp_mesh_peer *peers; /* owned array */
+    size_t npeers;
+    struct mesh_fwd *fwd[MESH_FWD_BUCKETS]; /* owned chains */
+    uint8_t hash_key[16];
+    SSL_CTX *tls_ctx; /* owned; NULL until a https peer is dialled */
+};
+
+static void mesh_dial(struct derp_mesh_peer *p);
+
+/* ---- forwarders ---- */
+
+static struct mesh_fwd **fwd_slot(struct derp_mesh *m, const uint8_t key[static DERP_KEY_LEN])
+{
+    uint8_t h[crypto_shorthash_BYTES];
+    crypto_shorthash(h, key, DERP_KEY_LEN, m->hash_key);
+    uint32_t v;
+    memcpy(&v, h, sizeof(v));
+    struct mesh_fwd **pp = &m->fwd[v & (MESH_FWD_BUCKETS - 1)];
+    while (*pp != NULL && memcmp((*pp)->key, key, DERP_KEY_LEN) != 0) {
+        pp = &(*pp)->next;
+    }
+    return pp;
+}
+
+struct derp_mesh_peer *derp__mesh_forwarder(struct derp_server *s,
+                                            const uint8_t key[static DERP_KEY_LEN])
+{
+    if (s->mesh == NULL) {
+        return NULL;
+    }
+    struct mesh_fwd *f = *fwd_slot(s->mesh, key);
+    return f != NULL && f->peer->conn != NULL ? f->peer : NULL;
+}
+
+static void fwd_add(struct derp_mesh_peer *p, const uint8_t key[static DERP_KEY_LEN])
+{
+    struct mesh_fwd **pp = fwd_slot(p->mesh, key);
+    if (*pp != NULL) {
+        (*pp)->peer = p; /* the latest announcement wins */
+        return;
+    }
+    struct mesh_fwd *f = calloc(1, sizeof(*f));
+    if (f == NULL) {
+        return;
+    }
+    memcpy(f->key, key, DERP_KEY_LEN);
+    f->peer = p;
+    *pp = f;
+    if (dc_log_debug_enabled("derp-mesh")) {
+        char k[DERP_KEY_SHORT_LEN];
+        derp_key_short(key, k);
+        dc_log(DC_LOG_DEBUG, "derp-mesh", "peer %s: client key=%s joined; forwarding to it", p->url,
+               k);
+    }
+}
+
+static void fwd_remove(struct derp_mesh_peer *p, const uint8_t key[static DERP_KEY_LEN])
+{
+    struct mesh_fwd **pp = fwd_slot(p->mesh, key);
+    if (*pp == NULL || (*pp)->peer != p) {
+        return;
+    }
+    struct mesh_fwd *f = *pp;
+    *pp = f->next;
+    free(f);
+    if (dc_log_debug_enabled("derp-mesh")) {
+        char k[DERP_KEY_SHORT_LEN];
+        derp_key_short(key, k);
+        dc_log(DC_LOG_DEBUG, "derp-mesh", "peer %s: client key=%s left", p->url, k);
+    }
+}
+
+/* Drops every forwarder through p (NULL: all). */
+static size_t fwd_forget(struct derp_mesh *m, const struct derp_mesh_peer *p)
+{
+    size_t n = 0;
+    for (uint32_t b = 0; b < MESH_FWD_BUCKETS; b++) {
+        struct mesh_fwd **pp = &m->fwd[b];
+        while (*pp != NULL) {
+            if (p == NULL || (*pp)->peer == p) {
+                struct mesh_fwd *f = *pp;
+                *pp = f->next;
+                free(f);
+                n++;
+            } else {
+                pp = &(*pp)->next;
+            }
+        }
+    }
+    return n;
+}
+
+void derp__mesh_forward(struct derp_mesh_peer *p, const uint8_t src[static DERP_KEY_LEN],
+                        const uint8_t dst[static DERP_KEY_LEN], const uint8_t *pkt, uint32_t len)
+{
+    struct derp_conn *c = p->conn;
+    struct derp_server *s = p->mesh->srv;
+    if (c == NULL || c->state != DERP_CONN_MESH_ACTIVE) {
+        s->stats.drop_unknown_dest++;
+        return;
+    }
+    struct derp_pkt *f = derp__pkt_get(&s->pool, DERP_FRAME_HDR_LEN + 2 * DERP_KEY_LEN + len);
+    if (f == NULL) {
+        s->stats.drop_write_error++;
+        return;
+    }
+    derp_frame_header_encode(f->data, DERP_FRAME_FORWARD_PACKET, 2 * DERP_KEY_LEN + len);
+    memcpy(f->data + DERP_FRAME_HDR_LEN, src, DERP_KEY_LEN);
+    memcpy(f->data + DERP_FRAME_HDR_LEN + DERP_KEY_LEN, dst, DERP_KEY_LEN);
+    memcpy(f->data + DERP_FRAME_HDR_LEN + 2 * DERP_KEY_LEN, pkt, len);
+    f->len = DERP_FRAME_HDR_LEN + 2 * DERP_KEY_LEN + len;
+    struct derp_queue *q = &c->q_data;
+    if (q->count == DERP_SEND_QUEUE_DEPTH) {
+        derp__pkt_put(&s->pool, q->slot[q->head]);
+        q->head = (uint8_t)((q->head + 1) % DERP_SEND_QUEUE_DEPTH);
+        q->count--;
+        s->stats.drop_queue_head++;
+    }
+    q->slot[(q->head + q->count) % DERP_SEND_QUEUE_DEPTH] = f;
+    q->count++;
+    s->stats.packets_forwarded_out++;
+    derp__conn_mark_dirty(c);
+}
+
+/* ---- dialling ---- */
+
+static void mesh_schedule_redial(struct derp_mesh_peer *p)
+{
+    if (p->is_self || p->mesh->srv == NULL) {
+        return;
+    }
+    uint32_t base = p->backoff_ms == 0 ? MESH_BACKOFF_MIN_MS : p->backoff_ms;
+    uint32_t jitter = randombytes_uniform(base / 2 + 1);
+    p->backoff_ms = base * 2 > MESH_BACKOFF_MAX_MS ? MESH_BACKOFF_MAX_MS : base * 2;
+    dc_timer_start(p->mesh->srv->loop, &p->timer, base / 2 + jitter + base / 4);
+}
+
+static void mesh_fail(struct derp_mesh_peer *p, const char *why)
+{
+    dc_log(DC_LOG_INFO, "derp-mesh", "peer %s: %s; redialling", p->url, why);
+    mesh_schedule_redial(p);
+}
+
+static int mesh_tls_ctx(struct derp_mesh *m)
+{
+    if (m->tls_ctx != NULL) {
+        return 0;
+    }
+    m->tls_ctx = SSL_CTX_new(TLS_client_method());
+    if (m->tls_ctx == NULL) {
+        return -ENOMEM;
+    }
+    SSL_CTX_set_min_proto_version(m->tls_ctx, TLS1_2_VERSION);
+    if (m->srv->cfg.mesh_insecure) {
+        SSL_CTX_set_verify(m->tls_ctx, SSL_VERIFY_NONE, NULL);
+    } else {
+        SSL_CTX_set_verify(m->tls_ctx, SSL_VERIFY_PEER, NULL);
+        SSL_CTX_set_default_verify_paths(m->tls_ctx);
+    }
+    return 0;
+}
+
+static int mesh_start_tls(struct derp_mesh_peer *p, struct derp_conn *c)
+{
+    if (mesh_tls_ctx(p->mesh) < 0) {
+        return -ENOMEM;
+    }
+    c->ssl = SSL_new(p->mesh->tls_ctx);
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, c->io.fd) != 1) {
+        return -ENOMEM;
+    }
+    SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);
+    if (X509_VERIFY_PARAM_set1_ip_asc(vp, p->host) != 1) {
+        SSL_set_tlsext_host_name(c->ssl, p->host);
+        X509_VERIFY_PARAM_set1_host(vp, p->host, 0);
+    }
+    SSL_set_connect_state(c->ssl);
+    c->state = DERP_CONN_MESH_TLS;
+    return 0;
+}
+
+static void mesh_send_upgrade(struct derp_mesh_peer *p, struct derp_conn *c)
+{
+    char req[768];
+    bool v6 = strchr(p->host, ':') != NULL;
+    int n = snprintf(req, sizeof(req),
+                     "GET %s HTTP/1.1\r\nHost: %s%s%s:%u\r\nUser-Agent: derp-relay-mesh\r\n"
+                     "Connection: Upgrade\r\nUpgrade: DERP\r\n\r\n",
+                     p->path, v6 ? "[" : "", p->host, v6 ? "]" : "", p->port);
+    if (n < 0 || (size_t)n >= sizeof(req)) {
+        derp__conn_close(c, true, "upgrade request too long");
+        return;
+    }
+    c->state = DERP_CONN_MESH_HTTP;
+    derp__conn_send(c, req, (size_t)n);
+    if (dc_io_start(p->mesh->srv->loop, &c->io, DC_IO_READ) < 0) {
+        derp__conn_close(c, true, "epoll_ctl failed");
+    }
+}
+
+static void mesh_tls_step(struct derp_mesh_peer *p, struct derp_conn *c)
+{
+    ERR_clear_error();
+    int rc = SSL_do_handshake(c->ssl);
+    if (rc == 1) {
+        mesh_send_upgrade(p, c);
+        return;
+    }
+    int e = SSL_get_error(c->ssl, rc);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        uint32_t ev = e == SSL_ERROR_WANT_READ ? DC_IO_READ : DC_IO_WRITE;
+        if (dc_io_start(p->mesh->srv->loop, &c->io, ev) < 0) {
+            derp__conn_close(c, true, "epoll_ctl failed");
+        }
+        return;
+    }
+    char why[200];
+    long vr = SSL_get_verify_result(c->ssl);
+    snprintf(why, sizeof(why), "TLS handshake failed: %s",
+             vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "handshake error");
+    ERR_clear_error();
+    derp__conn_close(c, true, why);
+}
+
+void derp__mesh_conn_io(struct derp_conn *c, uint32_t events)
+{
+    struct derp_mesh_peer *p = c->mesh_peer;
+    if (c->state == DERP_CONN_MESH_CONNECTING) {
+        int soerr = 0;
+        socklen_t sl = sizeof(soerr);
+        getsockopt(c->io.fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+        if (soerr != 0 || (events & DC_IO_ERROR)) {
+            char why[128];
+            snprintf(why, sizeof(why), "connect: %s", strerror(soerr != 0 ? soerr : ECONNREFUSED));
+            derp__conn_close(c, true, why);
+            return;
+        }
+        if (p->is_tls) {
+            if (mesh_start_tls(p, c) < 0) {
+                derp__conn_close(c, true, "TLS setup failed");
+                return;
+            }
+        } else {
+            mesh_send_upgrade(p, c);
+            return;
+        }
+    }
+    mesh_tls_step(p, c);
+}
+
+static void mesh_connect(struct derp_mesh_peer *p, const struct addrinfo *res)
+{
+    struct derp_server *s = p->mesh->srv;
+    int fd = -1;
+    int rc = -EHOSTUNREACH;
+    for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS) {
+            rc = 0;
+            break;
+        }
+        rc = -errno;
+        close(fd);
+        fd = -1;
+    }
+    if (rc < 0) {
+        mesh_fail(p, dc_strerror(rc));
+        return;
+    }
+    struct derp_conn *c = derp__conn_alloc(s, fd);
+    if (c == NULL) {
+        close(fd);
+        mesh_fail(p, "out of memory");
+        return;
+    }
+    c->mesh_peer = p;
+    c->ctl.max = 16u << 20;
+    c->state = DERP_CONN_MESH_CONNECTING;
+    p->conn = c;
+    s->stats.mesh_dials++;
+    if (dc_io_start(s->loop, &c->io, DC_IO_WRITE) < 0) {
+        derp__conn_close(c, true, "epoll_ctl failed");
+    }
+}
+
+static void mesh_dns_poll(struct derp_mesh_peer *p)
+{
+    int e = gai_error(&p->gai);
+    if (e == EAI_INPROGRESS) {
+        dc_timer_start(p->mesh->srv->loop, &p->timer, MESH_DNS_POLL_MS);
+        return;
+    }
+    p->is_resolving = false;
+    if (e != 0) {
+        char why[300];
+        snprintf(why, sizeof(why), "dns: cannot resolve `%s': %s", p->host, gai_strerror(e));
+        mesh_fail(p, why);
+        return;
+    }
+    mesh_connect(p, p->gai.ar_result);
+    freeaddrinfo(p->gai.ar_result);
+    p->gai.ar_result = NULL;
+}
+
+static void mesh_timer_cb(struct dc_loop *loop, struct dc_timer *t)
+{
+    (void)loop;
+    struct derp_mesh_peer *p = t->data;
+    if (p->is_resolving) {
+        mesh_dns_poll(p);
+    } else if (p->conn == NULL) {
+        mesh_dial(p);
+    }
+}
+
+static void mesh_dial(struct derp_mesh_peer *p)
+{
+    memset(&p->hints, 0, sizeof(p->hints));
+    p->hints.ai_socktype = SOCK_STREAM;
+    p->hints.ai_flags = AI_NUMERICHOST;
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(p->host, p->port_text, &p->hints, &res) == 0) {
+        mesh_connect(p, res); /* an IP literal: no lookup needed */
+        freeaddrinfo(res);
+        return;
+    }
+    p->hints.ai_flags = 0;
+    memset(&p->gai, 0, sizeof(p->gai));
+    p->gai.ar_name = p->host;
+    p->gai.ar_service = p->port_text;
+    p->gai.ar_request = &p->hints;
+    struct gaicb *list[1] = {&p->gai};
+    if (getaddrinfo_a(GAI_NOWAIT, list, 1, NULL) != 0) {
+        mesh_fail(p, "dns: cannot start a lookup");
+        return;
+    }
+    p->is_resolving = true;
+    dc_timer_start(p->mesh->srv->loop, &p->timer, MESH_DNS_POLL_MS);
+}
+
+/* ---- the peer's frames ---- */
+
+static void mesh_send_client_info(struct derp_mesh_peer *p, struct derp_conn *c)
+{
+    struct derp_server *s = p->mesh->srv;
+    struct derp_client_info ci = {
+        .version = DERP_PROTOCOL_VERSION, .can_ack_pings = true, .has_mesh_key = true};
+    memcpy(ci.mesh_key, s->cfg.mesh_key, DERP_MESH_KEY_LEN);
+    char json[DERP_INFO_JSON_MAX];
+    int n = derp_client_info_format(&ci, json, sizeof(json));
+    sodium_memzero(ci.mesh_key, sizeof(ci.mesh_key));
+    uint8_t frame[DERP_FRAME_HDR_LEN + DERP_KEY_LEN + DERP_BOX_SEAL_OVERHEAD + DERP_INFO_JSON_MAX];
+    size_t boxed = n > 0 ? derp_box_seal(&s->cfg.key, p->server_key, (const uint8_t *)json,
+                                         (size_t)n, frame + DERP_FRAME_HDR_LEN + DERP_KEY_LEN)
+                         : 0;
+    sodium_memzero(json, sizeof(json));
+    if (boxed == 0) {
+        derp__conn_close(c, true, "cannot seal ClientInfo");
+        return;
+    }
+    derp_frame_header_encode(frame, DERP_FRAME_CLIENT_INFO, (uint32_t)(DERP_KEY_LEN + boxed));
+    memcpy(frame + DERP_FRAME_HDR_LEN, s->cfg.key.pub, DERP_KEY_LEN);
+    derp__conn_send(c, frame, DERP_FRAME_HDR_LEN + DERP_KEY_LEN + boxed);
+}
+
+static void mesh_on_server_key(struct derp_mesh_peer *p, struct derp_conn *c,
+                               const struct derp_frame *f)
+{
+    struct derp_server *s = p->mesh->srv;
+    if (derp_frame_server_key_decode(f->payload, f->len, p->server_key) < 0) {
+        derp__conn_close(c, true, "invalid server greeting");
+        return;
+    }
+    if (memcmp(p->server_key, s->cfg.key.pub, DERP_KEY_LEN) == 0) {
+        p->is_self = true;
+        dc_log(DC_LOG_INFO, "derp-mesh", "peer %s is this relay itself: skipping it", p->url);
+        derp__conn_close(c, false, "mesh peer is this relay");
+        return;
+    }
+    mesh_send_client_info(p, c);
+}
+
+static void mesh_on_server_info(struct derp_mesh_peer *p, struct derp_conn *c,
+                                const struct derp_frame *f)
+{
+    struct derp_server *s = p->mesh->srv;
+    uint8_t msg[DERP_INFO_JSON_MAX];
+    if (f->len > sizeof(msg) + DERP_BOX_SEAL_OVERHEAD ||
+        derp_box_open(&s->cfg.key, p->server_key, f->payload, f->len, msg) < 0) {
+        derp__conn_close(c, true, "ServerInfo does not open");
+        return;
+    }
+    c->state = DERP_CONN_MESH_ACTIVE;
+    p->backoff_ms = 0;
+    s->stats.mesh_peers_up++;
+    uint8_t watch[DERP_FRAME_HDR_LEN];
+    derp_frame_header_encode(watch, DERP_FRAME_WATCH_CONNS, 0);
+    derp__conn_send(c, watch, sizeof(watch));
+    char k[DERP_KEY_SHORT_LEN];
+    derp_key_short(p->server_key, k);
+    dc_log(DC_LOG_INFO, "derp-mesh", "peer %s up key=%s: watching its clients", p->url, k);
+}
+
+static void mesh_on_frame(struct derp_mesh_peer *p, struct derp_conn *c, const struct derp_frame *f)
+{
+    struct derp_server *s = p->mesh->srv;
+    if (c->state == DERP_CONN_MESH_LOGIN) {
+        if (f->type == DERP_FRAME_SERVER_KEY) {
+            mesh_on_server_key(p, c, f);
+        } else if (f->type == DERP_FRAME_SERVER_INFO) {
+            mesh_on_server_info(p, c, f);
+        } else {
+            derp__conn_close(c, true, "unexpected frame during login");
+        }
+        return;
+    }
+    switch (f->type) {
+    case DERP_FRAME_PEER_PRESENT:
+        if (f->len >= DERP_KEY_LEN && memcmp(f->payload, s->cfg.key.pub, DERP_KEY_LEN) != 0) {
+            fwd_add(p, f->payload);
+        }
+        break;
+    case DERP_FRAME_PEER_GONE:
+        if (f->len >= DERP_KEY_LEN) {
+            fwd_remove(p, f->payload);
+        }
+        break;
+    case DERP_FRAME_PING:
+        if (f->len >= DERP_PING_LEN) {
+            uint8_t pong[DERP_PONG_FRAME_LEN];
+            derp_frame_pong_encode(pong, f->payload);
+            derp__conn_send(c, pong, sizeof(pong));
+        }
+        break;
+    case DERP_FRAME_RESTARTING:
+        dc_log(DC_LOG_INFO, "derp-mesh", "peer %s is restarting", p->url);
+        break;
+    default:
+        break; /* KeepAlive, Health, and anything newer */
+    }
+}
+
+static size_t mesh_http_response(struct derp_conn *c, const uint8_t *buf, size_t len)
+{
+    struct http_response resp;
+    char err[DC_ERR_LEN];
+    ssize_t n = http_response_parse((const char *)buf, len, &resp, err);
+    if (n == 0) {
+        return 0;
+    }
+    if (n < 0 || resp.status != 101) {
+        char why[DC_ERR_LEN + 32];
+        if (n < 0) {
+            snprintf(why, sizeof(why), "bad HTTP response: %s", err);
+        } else {
+            snprintf(why, sizeof(why), "HTTP status %d, want 101", resp.status);
+        }
+        derp__conn_close(c, true, why);
+        return len;
+    }
+    c->state = DERP_CONN_MESH_LOGIN;
+    c->reader.is_client = true;
+    return (size_t)n;
+}
+
+size_t derp__mesh_conn_dispatch(struct derp_conn *c, const uint8_t *buf, size_t len)
+{
+    struct derp_mesh_peer *p = c->mesh_peer;
+    size_t off = 0;
+    if (c->state == DERP_CONN_MESH_HTTP) {
+        off = mesh_http_response(c, buf, len);
+        if (c->state != DERP_CONN_MESH_LOGIN) {
+            return off;
+        }
+    }
+    while (c->state == DERP_CONN_MESH_LOGIN || c->state == DERP_CONN_MESH_ACTIVE) {
+        struct derp_frame f;
+        bool has_frame;
+        const char *why = NULL;
+        long n = derp_frame_next(&c->reader, buf + off, len - off, &f, &has_frame, &why);
+        if (n < 0) {
+            derp__conn_close(c, true, why);
+            return off;
+        }
+        if (n == 0) {
+            break;
+        }
+        off += (size_t)n;
+        if (has_frame) {
+            mesh_on_frame(p, c, &f);
+        }
+    }
+    return off;
+}
+
+void derp__mesh_conn_closed(struct derp_conn *c)
+{
+    struct derp_mesh_peer *p = c->mesh_peer;
+    if (p == NULL || p->conn != c) {
+        return;
+    }
+    struct derp_server *s = p->mesh->srv;
+    if (c->state == DERP_CONN_MESH_ACTIVE) {
+        s->stats.mesh_peers_up--;
+    }
+    p->conn = NULL;
+    size_t n = fwd_forget(p->mesh, p);
+    if (n > 0) {
+        dc_log(DC_LOG_INFO, "derp-mesh", "peer %s down: forgot its %zu clients", p->url, n);
+    }
+    if (!p->is_self) {
+        mesh_schedule_redial(p);
+    }
+}
+
+/* ---- setup ---- */
+
+static bool is_self_url(const struct derp_server *s, const struct derp_mesh_peer *p)
+{
+    if (s->cfg.self_host != NULL && strcmp(s->cfg.self_host, p->host) == 0) {
+        return true;
+    }
+    return (strcmp(p->host, "127.0.0.1") == 0 || strcmp(p->host, "localhost") == 0 ||
+            strcmp(p->host, "::1") == 0) &&
+           p->port == s->port;
+}
+
+static int mesh_add_peer(struct derp_mesh *m, const char *url, char *err)
+{
+    if (m->npeers == MESH_MAX_PEERS) {
+        return dc_err_set(err, -EINVAL, "--mesh-with: more than %d peers", MESH_MAX_PEERS);
+    }
+    struct derp_mesh_peer *p = &m->peers[m->npeers];
+    memset(p, 0, sizeof(*p));
+    p->mesh = m;
+    snprintf(p->url, sizeof(p->url), "%s", url);
+    int rc = derp_url_parse(url, &p->is_tls, p->host, sizeof(p->host), &p->port, p->path,
+                            sizeof(p->path), err);
+    if (rc < 0) {
+        return rc;
+    }
+    snprintf(p->port_text, sizeof(p->port_text), "%u", p->port);
+    p->timer.cb = mesh_timer_cb;
+    p->timer.data = p;
+    if (is_self_url(m->srv, p)) {
+        dc_log(DC_LOG_INFO, "derp-mesh", "skipping %s: it is this relay", url);
+        return 0;
+    }
+    m->npeers++;
+    return 0;
+}
+
+int derp__mesh_start(struct derp_server *s, const char *urls, char *err)
+{
+    if (!s->cfg.has_mesh_key) {
+        return dc_err_set(err, -EINVAL, "--mesh-with needs --mesh-key-file");
+    }
+    struct derp_mesh *m = calloc(1, sizeof(*m));
+    if (m != NULL) {
+        m->peers = calloc(MESH_MAX_PEERS, sizeof(*m->peers));
+    }
+    if (m == NULL || m->peers == NULL) {
+        free(m);
+        return dc_err_set(err, -ENOMEM, "out of memory");
+    }
+    m->srv = s;
+    randombytes_buf(m->hash_key, sizeof(m->hash_key));
+    char list[4096];
+    if (snprintf(list, sizeof(list), "%s", urls) >= (int)sizeof(list)) {
+        free(m->peers);
+        free(m);
+        return dc_err_set(err, -EINVAL, "--mesh-with: list too long");
+    }
+    char *save = NULL;
+    for (char *u = strtok_r(list, ",", &save); u != NULL; u = strtok_r(NULL, ",", &save)) {
+        int rc = mesh_add_peer(m, u, err);
+        if (rc < 0) {
+            free(m->peers);
+            free(m);
+            return rc;
+        }
+    }
+    s->mesh = m;
+    for (size_t i = 0; i < m->npeers; i++) {
+        dc_log(DC_LOG_INFO, "derp-mesh", "meshing with %s", m->peers[i].url);
+        mesh_dial(&m->peers[i]);
+    }
+    return 0;
+}
+
+void derp__mesh_stop(struct derp_server *s)
+{
+    struct derp_mesh *m = s->mesh;
+    if (m == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < m->npeers; i++) {
+        struct derp_mesh_peer *p = &m->peers[i];
+        p->is_self = true; /* no redial */
+        dc_timer_stop(s->loop, &p->timer);
+        if (p->is_resolving) {
+            if (gai_cancel(&p->gai) == EAI_NOTCANCELED) {
+                const struct gaicb *list[1] = {&p->gai};
+                struct timespec ts = {.tv_sec = 5};
+                gai_suspend(list, 1, &ts);
+            }
+            if (gai_error(&p->gai) == 0 && p->gai.ar_result != NULL) {
+                freeaddrinfo(p->gai.ar_result);
+            }
+        }
+        if (p->conn != NULL) {
+            derp__conn_close(p->conn, false, "mesh stopping");
+        }
+    }
+    fwd_forget(m, NULL);
+    SSL_CTX_free(m->tls_ctx);
+    free(m->peers);
+    free(m);
+    s->mesh = NULL;
+}
