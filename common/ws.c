@@ -11,12 +11,19 @@ static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 int ws_accept_key(struct dc_span key, char out[static WS_ACCEPT_LEN])
 {
-    if (key.len != WS_KEY_TEXT_LEN) {
+    /* 16 bytes in base64: 21 alphabet characters, a 22nd that only carries
+     * the last two bits (A, Q, g or w), then "==" (RFC 6455 4.2.1). */
+    if (key.len != WS_KEY_TEXT_LEN || key.p[22] != '=' || key.p[23] != '=' || key.p[21] == 0 ||
+        strchr("AQgw", key.p[21]) == NULL) {
         return -EINVAL;
     }
-    uint8_t decoded[WS_KEY_TEXT_LEN];
-    if (EVP_DecodeBlock(decoded, key.p, WS_KEY_TEXT_LEN) < 0) {
-        return -EINVAL;
+    for (size_t i = 0; i < 21; i++) {
+        uint8_t ch = key.p[i];
+        bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                  (ch >= '0' && ch <= '9') || ch == '+' || ch == '/';
+        if (!ok) {
+            return -EINVAL;
+        }
     }
     char text[WS_KEY_TEXT_LEN + sizeof(ws_guid)];
     memcpy(text, key.p, WS_KEY_TEXT_LEN);
