@@ -172,15 +172,7 @@ void derp__mesh_forward(struct derp_mesh_peer *p, const uint8_t src[static DERP_
     memcpy(f->data + DERP_FRAME_HDR_LEN + DERP_KEY_LEN, dst, DERP_KEY_LEN);
     memcpy(f->data + DERP_FRAME_HDR_LEN + 2 * DERP_KEY_LEN, pkt, len);
     f->len = DERP_FRAME_HDR_LEN + 2 * DERP_KEY_LEN + len;
-    struct derp_queue *q = &c->q_data;
-    if (q->count == DERP_SEND_QUEUE_DEPTH) {
-        derp__pkt_put(&s->pool, q->slot[q->head]);
-        q->head = (uint8_t)((q->head + 1) % DERP_SEND_QUEUE_DEPTH);
-        q->count--;
-        s->stats.drop_queue_head++;
-    }
-    q->slot[(q->head + q->count) % DERP_SEND_QUEUE_DEPTH] = f;
-    q->count++;
+    derp__queue_push(s, &c->q_data, f);
     s->stats.packets_forwarded_out++;
     derp__conn_mark_dirty(c);
 }

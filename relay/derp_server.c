@@ -46,7 +46,7 @@ static uint64_t cfg_or(uint32_t v, uint32_t def)
 
 /* ---- queues ---- */
 
-static void queue_push(struct derp_server *s, struct derp_queue *q, struct derp_pkt *p)
+void derp__queue_push(struct derp_server *s, struct derp_queue *q, struct derp_pkt *p)
 {
     if (q->count == DERP_SEND_QUEUE_DEPTH) {
         derp__pkt_put(&s->pool, q->slot[q->head]);
@@ -63,7 +63,7 @@ static struct derp_pkt *queue_peek(const struct derp_queue *q, unsigned i)
     return q->slot[(q->head + i) % DERP_SEND_QUEUE_DEPTH];
 }
 
-static struct derp_pkt *queue_pop(struct derp_queue *q)
+struct derp_pkt *derp__queue_pop(struct derp_queue *q)
 {
     struct derp_pkt *p = q->slot[q->head];
     q->head = (uint8_t)((q->head + 1) % DERP_SEND_QUEUE_DEPTH);
@@ -75,7 +75,7 @@ static uint64_t queue_drain(struct derp_server *s, struct derp_queue *q)
 {
     uint64_t n = q->count;
     while (q->count > 0) {
-        derp__pkt_put(&s->pool, queue_pop(q));
+        derp__pkt_put(&s->pool, derp__queue_pop(q));
     }
     return n;
 }
@@ -315,7 +315,7 @@ static void conn_consume_written(struct derp_conn *c, size_t n)
     for (int qi = 0; qi < 2 && n > 0; qi++) {
         struct derp_queue *q = qs[qi];
         while (q->count > 0 && n > 0) {
-            struct derp_pkt *p = queue_pop(q);
+            struct derp_pkt *p = derp__queue_pop(q);
             if (n < p->len) {
                 c->partial = p;
                 c->partial_off = (uint32_t)n;
@@ -409,7 +409,7 @@ static int conn_flush_tls(struct derp_conn *c)
     while (conn_has_output(c)) {
         if (c->partial == NULL && c->ctl.len == c->ctl_off) {
             struct derp_queue *q = c->q_disco.count > 0 ? &c->q_disco : &c->q_data;
-            c->partial = queue_pop(q);
+            c->partial = derp__queue_pop(q);
             c->partial_off = 0;
         }
         const uint8_t *p;
@@ -545,7 +545,7 @@ static void relay_packet(struct derp_conn *from, const uint8_t src_key[static DE
     memcpy(p->data + DERP_FRAME_HDR_LEN, src_key, DERP_KEY_LEN);
     memcpy(p->data + DERP_FRAME_HDR_LEN + DERP_KEY_LEN, pkt, pkt_len);
     p->len = DERP_FRAME_HDR_LEN + DERP_KEY_LEN + pkt_len;
-    queue_push(s, is_disco ? &dst->q_disco : &dst->q_data, p);
+    derp__queue_push(s, is_disco ? &dst->q_disco : &dst->q_data, p);
     derp__conn_mark_dirty(dst);
     struct derp_client_set *sset =
         from->set != NULL && memcmp(src_key, from->key, DERP_KEY_LEN) == 0

@@ -158,9 +158,7 @@ static void ws_copy_stream(struct derp_conn *c, size_t len)
         }
         if (c->partial == NULL) {
             struct derp_queue *q = c->q_disco.count > 0 ? &c->q_disco : &c->q_data;
-            c->partial = q->slot[q->head];
-            q->head = (uint8_t)((q->head + 1) % DERP_SEND_QUEUE_DEPTH);
-            q->count--;
+            c->partial = derp__queue_pop(q);
             c->partial_off = 0;
         }
         size_t rest = c->partial->len - c->partial_off;

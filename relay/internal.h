@@ -193,6 +193,10 @@ size_t derp__mesh_conn_dispatch(struct derp_conn *c, const uint8_t *buf, size_t 
 /* Called once when an outbound connection closes: forget its clients, redial. */
 void derp__mesh_conn_closed(struct derp_conn *c);
 
+/* Appends p to q (takes ownership); a full queue drops its oldest packet. */
+void derp__queue_push(struct derp_server *s, struct derp_queue *q, struct derp_pkt *p);
+/* Removes and returns the oldest packet of a non-empty q (caller owns it). */
+struct derp_pkt *derp__queue_pop(struct derp_queue *q);
 /* Queues bytes for c (control stream); closes c when over its limit. */
 void derp__conn_send(struct derp_conn *c, const void *data, size_t len);
 /* Marks c to be flushed in this wake-up's before-sleep pass. */
