@@ -5,9 +5,11 @@
 #include "http.h"
 #include "net.h"
 #include "tls.h"
+#include "ws.h"
 
 #include <errno.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <poll.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -17,17 +19,35 @@
 #include <unistd.h>
 
 #define DEFAULT_TIMEOUT_MS 10000
+/* Sec-WebSocket-Key: 16 random bytes, base64 (24 characters) plus NUL. */
+#define WS_NONCE_LEN   16
+#define WS_KEY_BUF_LEN 25
+
+_Static_assert(DERP_CLIENT_WS_RAW_LEN >= WS_MAX_HDR_LEN + WS_MAX_CONTROL_LEN,
+               "a whole control frame must fit the raw buffer");
+_Static_assert(DERP_CLIENT_WS_WBUF_LEN >= WS_MAX_HDR_LEN + WS_MAX_MESSAGE_LEN,
+               "a whole message must fit the write buffer");
 
 struct derp_client {
     int fd;                  /* owned */
     SSL *ssl;                /* owned; NULL for plain HTTP */
     struct derp_keypair key; /* wiped on free */
     uint8_t server_key[DERP_KEY_LEN];
-    uint8_t *rbuf; /* owned, DERP_CLIENT_RBUF_LEN */
+    uint8_t *rbuf; /* owned, DERP_CLIENT_RBUF_LEN; DERP bytes (unframed) */
     size_t rlen;   /* bytes buffered */
     size_t roff;   /* bytes of rbuf already returned */
-    uint8_t *wbuf; /* owned, DERP_CLIENT_WBUF_LEN */
+    uint8_t *wbuf; /* owned, DERP_CLIENT_WBUF_LEN; DERP bytes (unframed) */
     size_t wlen;
+    /* WebSocket layer, used only once is_ws is set (after the 101). */
+    bool is_ws;              /* DERP bytes travel in WebSocket binary messages */
+    bool ws_closed;          /* the server sent a close frame: every read is EOF */
+    bool ws_in_msg;          /* inside a fragmented message (continuations expected) */
+    uint8_t *ws_raw;         /* owned, DERP_CLIENT_WS_RAW_LEN; frames as read from the wire */
+    size_t ws_rlen;          /* bytes in ws_raw */
+    size_t ws_roff;          /* bytes of ws_raw already consumed */
+    uint64_t ws_left;        /* payload bytes of the current data frame not yet copied out */
+    uint8_t *ws_wbuf;        /* owned, DERP_CLIENT_WS_WBUF_LEN; masked frames on their way out */
+    char ws_err[DC_ERR_LEN]; /* why the WebSocket layer failed; "" when it did not */
 };
 
 int derp_url_parse(const char *url, bool *is_tls, char *host, size_t host_len, uint16_t *port,
@@ -91,9 +111,9 @@ int derp_url_parse(const char *url, bool *is_tls, char *host, size_t host_len, u
     return 0;
 }
 
-/* ---- raw I/O ---- */
+/* ---- raw I/O (socket or TLS) ---- */
 
-static long client_read(struct derp_client *c, uint8_t *buf, size_t cap)
+static long transport_read(struct derp_client *c, uint8_t *buf, size_t cap)
 {
     if (c->ssl != NULL) {
         size_t got = 0;
@@ -123,7 +143,7 @@ static long client_read(struct derp_client *c, uint8_t *buf, size_t cap)
     }
 }
 
-static int client_write_all(struct derp_client *c, const uint8_t *p, size_t len)
+static int transport_write_all(struct derp_client *c, const uint8_t *p, size_t len)
 {
     while (len > 0) {
         size_t w = 0;
@@ -148,6 +168,178 @@ static int client_write_all(struct derp_client *c, const uint8_t *p, size_t len)
     return 0;
 }
 
+/* ---- WebSocket layer: DERP bytes in binary messages (RFC 6455) ---- */
+
+static int ws_fail(struct derp_client *c, int code, const char *why)
+{
+    return dc_err_set(c->ws_err, code, "%s", why);
+}
+
+/* Builds one masked frame (mask fresh from libsodium) at out, which has room
+ * for WS_MAX_HDR_LEN + len bytes. Returns the frame's length. */
+static size_t ws_frame_build(uint8_t *out, uint8_t opcode, const uint8_t *p, size_t len)
+{
+    uint8_t mask[4];
+    randombytes_buf(mask, sizeof(mask));
+    size_t h = ws_frame_header_encode(out, opcode, true, len, mask);
+    ws_unmask(out + h, p, len, mask, 0);
+    return h + len;
+}
+
+/* Wraps len DERP bytes into binary messages of at most WS_MAX_MESSAGE_LEN
+ * and writes them, batching several frames per write. */
+static int ws_write_all(struct derp_client *c, const uint8_t *p, size_t len)
+{
+    size_t used = 0;
+    while (len > 0) {
+        size_t n = len < WS_MAX_MESSAGE_LEN ? len : WS_MAX_MESSAGE_LEN;
+        if (DERP_CLIENT_WS_WBUF_LEN - used < WS_MAX_HDR_LEN + n) {
+            int rc = transport_write_all(c, c->ws_wbuf, used);
+            if (rc < 0) {
+                return rc;
+            }
+            used = 0;
+        }
+        used += ws_frame_build(c->ws_wbuf + used, WS_OP_BINARY, p, n);
+        p += n;
+        len -= n;
+    }
+    return used > 0 ? transport_write_all(c, c->ws_wbuf, used) : 0;
+}
+
+/* Handles a whole control frame: ping gets its pong, pong is ignored, close is EOF. */
+static int ws_control(struct derp_client *c, uint8_t opcode, const uint8_t *p, size_t len)
+{
+    if (opcode == WS_OP_PING) {
+        uint8_t out[WS_MAX_HDR_LEN + WS_MAX_CONTROL_LEN];
+        return transport_write_all(c, out, ws_frame_build(out, WS_OP_PONG, p, len));
+    }
+    if (opcode == WS_OP_CLOSE) {
+        c->ws_closed = true;
+        return ws_fail(c, -ECONNRESET, "connection closed by the server (WebSocket close)");
+    }
+    return 0;
+}
+
+/* Takes one step over ws_raw without I/O: copies payload bytes into buf
+ * (returns > 0), consumes a header or control frame (0), needs more raw bytes
+ * (-EAGAIN), or fails (-EPROTO / -EMSGSIZE with ws_err, -ECONNRESET on close). */
+static long ws_step(struct derp_client *c, uint8_t *buf, size_t cap)
+{
+    const uint8_t *raw = c->ws_raw + c->ws_roff;
+    size_t avail = c->ws_rlen - c->ws_roff;
+    if (c->ws_left > 0) {
+        if (avail == 0) {
+            return -EAGAIN;
+        }
+        size_t n = avail < cap ? avail : cap;
+        n = n < c->ws_left ? n : (size_t)c->ws_left;
+        memcpy(buf, raw, n);
+        c->ws_roff += n;
+        c->ws_left -= n;
+        return (long)n;
+    }
+    struct ws_frame_hdr h;
+    ssize_t hl =
+        ws_frame_header_decode(raw, avail, false, DERP_CLIENT_WS_MAX_FRAME_LEN, &h, c->ws_err);
+    if (hl <= 0) {
+        return hl == 0 ? -EAGAIN : (long)hl;
+    }
+    if (h.masked) {
+        return ws_fail(c, -EPROTO, "websocket: the server masked a frame");
+    }
+    if (h.opcode >= WS_OP_CLOSE) {
+        if (avail - (size_t)hl < h.payload_len) {
+            return -EAGAIN;
+        }
+        c->ws_roff += (size_t)hl + (size_t)h.payload_len;
+        return ws_control(c, h.opcode, raw + hl, (size_t)h.payload_len);
+    }
+    if (h.opcode == WS_OP_TEXT) {
+        return ws_fail(c, -EPROTO, "websocket: text message on a DERP connection");
+    }
+    if ((h.opcode == WS_OP_BINARY) == c->ws_in_msg) {
+        return ws_fail(c, -EPROTO, "websocket: bad fragmentation");
+    }
+    c->ws_in_msg = !h.fin;
+    c->ws_left = h.payload_len;
+    c->ws_roff += (size_t)hl;
+    return 0;
+}
+
+/* Reports whether ws_step() can make progress without reading the socket. */
+static bool ws_ready(const struct derp_client *c)
+{
+    size_t avail = c->ws_rlen - c->ws_roff;
+    if (c->ws_closed || (avail > 0 && c->ws_left > 0)) {
+        return true;
+    }
+    struct ws_frame_hdr h;
+    ssize_t hl = ws_frame_header_decode(c->ws_raw + c->ws_roff, avail, false,
+                                        DERP_CLIENT_WS_MAX_FRAME_LEN, &h, NULL);
+    if (hl <= 0) {
+        return hl < 0;
+    }
+    return h.opcode < WS_OP_CLOSE || avail - (size_t)hl >= h.payload_len;
+}
+
+/* Like transport_read(), for the DERP bytes inside the server's messages.
+ * Reads the socket at most once, and only when nothing was ready (the caller
+ * polled); -ETIMEDOUT means "nothing yet, poll again". */
+static long ws_read(struct derp_client *c, uint8_t *buf, size_t cap)
+{
+    bool may_read = !ws_ready(c);
+    for (;;) {
+        if (c->ws_closed) {
+            return -ECONNRESET;
+        }
+        long n = ws_step(c, buf, cap);
+        if (n == 0) {
+            continue;
+        }
+        if (n != -EAGAIN) {
+            return n;
+        }
+        if (!may_read) {
+            return -ETIMEDOUT;
+        }
+        may_read = false;
+        /* What is left is a partial header or control frame: cheap to move. */
+        memmove(c->ws_raw, c->ws_raw + c->ws_roff, c->ws_rlen - c->ws_roff);
+        c->ws_rlen -= c->ws_roff;
+        c->ws_roff = 0;
+        long got = transport_read(c, c->ws_raw + c->ws_rlen, DERP_CLIENT_WS_RAW_LEN - c->ws_rlen);
+        if (got <= 0) {
+            return got;
+        }
+        c->ws_rlen += (size_t)got;
+    }
+}
+
+/* ---- DERP byte I/O: plain, or through the WebSocket layer ---- */
+
+static long client_read(struct derp_client *c, uint8_t *buf, size_t cap)
+{
+    if (c->is_ws) {
+        return ws_read(c, buf, cap);
+    }
+    return transport_read(c, buf, cap);
+}
+
+static int client_write_all(struct derp_client *c, const uint8_t *p, size_t len)
+{
+    if (c->is_ws) {
+        return ws_write_all(c, p, len);
+    }
+    return transport_write_all(c, p, len);
+}
+
+/* The error text for rc: the WebSocket layer's reason when it has one. */
+static const char *client_strerror(const struct derp_client *c, int rc)
+{
+    return c->ws_err[0] != '\0' ? c->ws_err : dc_strerror(rc);
+}
+
 int derp_client_flush(struct derp_client *c)
 {
     int rc = client_write_all(c, c->wbuf, c->wlen);
@@ -155,9 +347,15 @@ int derp_client_flush(struct derp_client *c)
     return rc;
 }
 
+/* Reports whether the next client_read() can return without waiting. */
+static bool client_transport_pending(const struct derp_client *c)
+{
+    return (c->ssl != NULL && SSL_pending(c->ssl) > 0) || (c->is_ws && ws_ready(c));
+}
+
 static bool client_has_buffered(const struct derp_client *c)
 {
-    return c->rlen > c->roff || (c->ssl != NULL && SSL_pending(c->ssl) > 0);
+    return c->rlen > c->roff || client_transport_pending(c);
 }
 
 /* Makes sure at least need bytes are buffered past roff; waits up to timeout_ms. */
@@ -174,7 +372,7 @@ static int client_fill(struct derp_client *c, size_t need, int timeout_ms)
     while (c->rlen - c->roff < need) {
         if (!client_has_buffered(c) || c->rlen == c->roff) {
             struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-            if (!(c->ssl != NULL && SSL_pending(c->ssl) > 0)) {
+            if (!client_transport_pending(c)) {
                 int n = poll(&pfd, 1, timeout_ms);
                 if (n == 0) {
                     return -ETIMEDOUT;
@@ -225,24 +423,97 @@ static int client_read_frame(struct derp_client *c, uint8_t *type, const uint8_t
 
 /* ---- handshake ---- */
 
+/* Checks the WebSocket half of a 101 answer (RFC 6455 4.1): the upgrade
+ * token, the accept value computed from our key, and the derp subprotocol. */
+static int client_ws_check(const struct http_response *resp, const char *ws_key, char *err)
+{
+    if (!http_headers_have_token(resp->headers, resp->num_headers, "Upgrade", "websocket")) {
+        return dc_err_set(err, -EPROTO, "http: the 101 answer lacks `Upgrade: websocket'");
+    }
+    char want[WS_ACCEPT_LEN];
+    struct dc_span key = {.p = (const uint8_t *)ws_key, .len = strlen(ws_key)};
+    if (ws_accept_key(key, want) < 0) {
+        return dc_err_set(err, -EINVAL, "handshake: cannot compute Sec-WebSocket-Accept");
+    }
+    const struct dc_span *acc =
+        http_header_get(resp->headers, resp->num_headers, "Sec-WebSocket-Accept");
+    if (acc == NULL || acc->len != strlen(want) || memcmp(acc->p, want, acc->len) != 0) {
+        return dc_err_set(err, -EPROTO, "handshake: wrong Sec-WebSocket-Accept: `%.*s' (want `%s')",
+                          acc != NULL ? (int)(acc->len < 64 ? acc->len : 64) : 0,
+                          acc != NULL ? (const char *)acc->p : "", want);
+    }
+    const struct dc_span *proto =
+        http_header_get(resp->headers, resp->num_headers, "Sec-WebSocket-Protocol");
+    if (proto == NULL || proto->len != 4 || memcmp(proto->p, "derp", 4) != 0) {
+        return dc_err_set(err, -EPROTO,
+                          "handshake: the server did not pick the `derp' subprotocol: `%.*s'",
+                          proto != NULL ? (int)(proto->len < 64 ? proto->len : 64) : 0,
+                          proto != NULL ? (const char *)proto->p : "");
+    }
+    return 0;
+}
+
+/* Switches to the WebSocket layer; what followed the 101 is already framed. */
+static int client_ws_start(struct derp_client *c, char *err)
+{
+    size_t left = c->rlen - c->roff;
+    if (left > DERP_CLIENT_WS_RAW_LEN) {
+        return dc_err_set(err, -EPROTO, "handshake: %zu bytes after the 101 answer", left);
+    }
+    memcpy(c->ws_raw, c->rbuf + c->roff, left);
+    c->ws_rlen = left;
+    c->ws_roff = 0;
+    c->rlen = c->roff = 0;
+    c->is_ws = true;
+    return 0;
+}
+
+/* Formats the Host header's value into out: brackets around an IPv6 host,
+ * ":port" unless port is 0 (the scheme's default). Returns 0 or -EINVAL. */
+static int client_format_host(char *out, size_t cap, const char *host, uint16_t port)
+{
+    bool v6 = strchr(host, ':') != NULL;
+    int n = port == 0 ? snprintf(out, cap, "%s%s%s", v6 ? "[" : "", host, v6 ? "]" : "")
+                      : snprintf(out, cap, "%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "", port);
+    return n < 0 || (size_t)n >= cap ? -EINVAL : 0;
+}
+
+/* Formats the upgrade header lines into out: Upgrade: websocket with its
+ * Sec-WebSocket-* fields when ws_key is set, else Upgrade: DERP (plus
+ * Derp-Fast-Start when asked). Returns 0 or -EINVAL. */
+static int client_format_upgrade(char *out, size_t cap, const char *ws_key, bool fast_start)
+{
+    int n = ws_key != NULL ? snprintf(out, cap,
+                                      "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                                      "Sec-WebSocket-Protocol: derp\r\nSec-WebSocket-Key: %s\r\n",
+                                      ws_key)
+                           : snprintf(out, cap, "Upgrade: DERP\r\n%s",
+                                      fast_start ? DERP_HDR_FAST_START ": 1\r\n" : "");
+    return n < 0 || (size_t)n >= cap ? -EINVAL : 0;
+}
+
 static int client_http_upgrade(struct derp_client *c, const char *host, uint16_t port, bool is_tls,
                                const char *path, const struct derp_client_opts *o, char *err)
 {
-    char req[1024];
-    bool default_port = port == (is_tls ? 443 : 80);
-    bool v6 = strchr(host, ':') != NULL;
+    char ws_key[WS_KEY_BUF_LEN] = "";
+    if (o->websocket) {
+        uint8_t nonce[WS_NONCE_LEN];
+        randombytes_buf(nonce, sizeof(nonce));
+        EVP_EncodeBlock((unsigned char *)ws_key, nonce, sizeof(nonce));
+    }
+    bool fast_start = o->fast_start && !o->websocket; /* a WebSocket always answers 101 */
+    uint16_t host_port = port == (is_tls ? 443 : 80) ? 0 : port;
     char hosthdr[320];
-    snprintf(hosthdr, sizeof(hosthdr), "%s%s%s", v6 ? "[" : "", host, v6 ? "]" : "");
-    int n = snprintf(req, sizeof(req),
-                     "GET %s HTTP/1.1\r\nHost: %s%s%.0u\r\nUser-Agent: derp-controller\r\n"
-                     "Connection: Upgrade\r\nUpgrade: DERP\r\n%s\r\n",
-                     path, hosthdr, default_port ? "" : ":", default_port ? 0 : port,
-                     o->fast_start ? DERP_HDR_FAST_START ": 1\r\n" : "");
-    if (!default_port) {
+    char upgrade[192];
+    char req[1280];
+    int n = -1;
+    if (client_format_host(hosthdr, sizeof(hosthdr), host, host_port) == 0 &&
+        client_format_upgrade(upgrade, sizeof(upgrade), o->websocket ? ws_key : NULL, fast_start) ==
+            0) {
         n = snprintf(req, sizeof(req),
-                     "GET %s HTTP/1.1\r\nHost: %s:%u\r\nUser-Agent: derp-controller\r\n"
-                     "Connection: Upgrade\r\nUpgrade: DERP\r\n%s\r\n",
-                     path, hosthdr, port, o->fast_start ? DERP_HDR_FAST_START ": 1\r\n" : "");
+                     "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: derp-controller\r\n"
+                     "Connection: Upgrade\r\n%s\r\n",
+                     path, hosthdr, upgrade);
     }
     if (n < 0 || (size_t)n >= sizeof(req)) {
         return dc_err_set(err, -EINVAL, "http: request too long");
@@ -251,7 +522,7 @@ static int client_http_upgrade(struct derp_client *c, const char *host, uint16_t
     if (rc < 0) {
         return dc_err_set(err, rc, "io: sending the HTTP request: %s", dc_strerror(rc));
     }
-    if (o->fast_start) {
+    if (fast_start) {
         return 0;
     }
     for (;;) {
@@ -267,7 +538,11 @@ static int client_http_upgrade(struct derp_client *c, const char *host, uint16_t
                                   resp.status, (int)resp.reason.len, (const char *)resp.reason.p);
             }
             c->roff = (size_t)h;
-            return 0;
+            if (!o->websocket) {
+                return 0;
+            }
+            rc = client_ws_check(&resp, ws_key, err);
+            return rc < 0 ? rc : client_ws_start(c, err);
         }
         rc = client_fill(c, c->rlen + 1, o->timeout_ms);
         if (rc < 0) {
@@ -285,7 +560,7 @@ static int client_login(struct derp_client *c, const struct derp_client_opts *o,
     int rc = client_read_frame(c, &type, &payload, &len, o->timeout_ms);
     if (rc < 0) {
         return dc_err_set(err, rc, "%s waiting for ServerKey: %s",
-                          rc == -ETIMEDOUT ? "timeout:" : "handshake:", dc_strerror(rc));
+                          rc == -ETIMEDOUT ? "timeout:" : "handshake:", client_strerror(c, rc));
     }
     if (type != DERP_FRAME_SERVER_KEY ||
         derp_frame_server_key_decode(payload, len, c->server_key) < 0) {
@@ -321,7 +596,7 @@ static int client_login(struct derp_client *c, const struct derp_client_opts *o,
         rc = client_read_frame(c, &type, &payload, &len, o->timeout_ms);
         if (rc < 0) {
             return dc_err_set(err, rc, "%s waiting for ServerInfo: %s",
-                              rc == -ETIMEDOUT ? "timeout:" : "handshake:", dc_strerror(rc));
+                              rc == -ETIMEDOUT ? "timeout:" : "handshake:", client_strerror(c, rc));
         }
         if (type == DERP_FRAME_SERVER_INFO) {
             break;
@@ -396,7 +671,12 @@ int derp_client_connect(const struct derp_client_opts *opts, struct derp_client 
     c->fd = -1;
     c->rbuf = malloc(DERP_CLIENT_RBUF_LEN);
     c->wbuf = malloc(DERP_CLIENT_WBUF_LEN);
-    if (c->rbuf == NULL || c->wbuf == NULL) {
+    if (o.websocket) {
+        c->ws_raw = malloc(DERP_CLIENT_WS_RAW_LEN);
+        c->ws_wbuf = malloc(DERP_CLIENT_WS_WBUF_LEN);
+    }
+    if (c->rbuf == NULL || c->wbuf == NULL ||
+        (o.websocket && (c->ws_raw == NULL || c->ws_wbuf == NULL))) {
         derp_client_free(c);
         return dc_err_set(err, -ENOMEM, "out of memory");
     }
@@ -428,6 +708,8 @@ void derp_client_free(struct derp_client *c)
     derp_keypair_wipe(&c->key);
     free(c->rbuf);
     free(c->wbuf);
+    free(c->ws_raw);
+    free(c->ws_wbuf);
     free(c);
 }
 
@@ -548,7 +830,8 @@ int derp_client_recv(struct derp_client *c, struct derp_client_msg *msg, int tim
     rc = client_read_frame(c, &type, &payload, &len, timeout_ms);
     if (rc < 0) {
         return dc_err_set(err, rc, "%s %s", rc == -ETIMEDOUT ? "timeout:" : "io:",
-                          rc == -ECONNRESET ? "connection closed by the server" : dc_strerror(rc));
+                          rc == -ECONNRESET ? "connection closed by the server"
+                                            : client_strerror(c, rc));
     }
     return decode_msg(msg, type, payload, len, err);
 }

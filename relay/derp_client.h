@@ -3,9 +3,12 @@
  * Used by derp-probe, the tests and the benchmarks; one connection per
  * struct, one thread. Connects to http(s)://host[:port]/derp with
  * Upgrade: DERP, logs in with a node key (fresh from libsodium unless given)
- * and then exchanges frames. Every failure fills err with a sentence that
- * starts with the stage that failed: "url:", "dns:", "tcp:", "tls:",
- * "http:", "handshake:", "timeout:" or "io:". Writes are buffered:
+ * and then exchanges frames. With opts.websocket it asks for Upgrade:
+ * websocket (subprotocol "derp") instead and carries the DERP byte stream in
+ * masked binary messages of at most 32 KiB, answering pings; a close frame
+ * reads as EOF. Every failure fills err with a sentence that starts with the
+ * stage that failed: "url:", "dns:", "tcp:", "tls:", "http:", "handshake:",
+ * "timeout:" or "io:". Writes are buffered:
  * derp_client_send() queues, derp_client_flush() (or any receive) writes. */
 #ifndef DC_RELAY_DERP_CLIENT_H
 #define DC_RELAY_DERP_CLIENT_H
@@ -25,6 +28,14 @@ struct derp_client;
 #define DERP_CLIENT_RBUF_LEN (256u << 10)
 /* Size of the client's write buffer. */
 #define DERP_CLIENT_WBUF_LEN (256u << 10)
+/* WebSocket only: largest server frame accepted. Servers send at most 32 KiB
+ * (WS_MAX_MESSAGE_LEN); twice that to be lenient. Larger is -EMSGSIZE. */
+#define DERP_CLIENT_WS_MAX_FRAME_LEN (64u << 10)
+/* WebSocket only: buffer for frames as read from the socket. */
+#define DERP_CLIENT_WS_RAW_LEN (64u << 10)
+/* WebSocket only: buffer for masked frames on their way out (4 full
+ * messages of 32 KiB with their 14-byte headers per write). */
+#define DERP_CLIENT_WS_WBUF_LEN (4u * (14u + 32768u))
 
 struct derp_client_opts {
     const char *url;                /* borrowed; "http(s)://host[:port][/derp]" or bare host */
@@ -35,7 +46,8 @@ struct derp_client_opts {
     bool has_mesh_key;              /* send mesh_key in ClientInfo */
     uint8_t mesh_key[DERP_MESH_KEY_LEN];
     bool is_prober;       /* ClientInfo IsProber */
-    bool fast_start;      /* send Derp-Fast-Start: 1 (no 101 expected) */
+    bool fast_start;      /* send Derp-Fast-Start: 1 (no 101 expected); not with websocket */
+    bool websocket;       /* DERP over WebSocket (Upgrade: websocket, subprotocol derp) */
     const char *app_name; /* ClientInfo AppName, may be NULL */
     int timeout_ms;       /* per stage of the handshake; 0 = 10000 */
 };

@@ -27,6 +27,7 @@ static void usage(FILE *f)
                "  --insecure            accept any TLS certificate\n"
                "  --pin sha256-raw:HEX  accept exactly this (self-signed) certificate\n"
                "  --ca-file PATH        trust these CAs instead of the system's\n"
+               "  --websocket           carry DERP over WebSocket (Upgrade: websocket)\n"
                "  --timeout-ms MS       per step (default 10000)\n"
                "  --count N             round trips to measure (default 1)\n");
 }
@@ -125,13 +126,11 @@ out:
 
 static int parse_flags(int argc, char **argv, struct probe_opts *o)
 {
-    static const struct option longopts[] = {{"insecure", no_argument, NULL, 'i'},
-                                             {"pin", required_argument, NULL, 'p'},
-                                             {"ca-file", required_argument, NULL, 'c'},
-                                             {"timeout-ms", required_argument, NULL, 't'},
-                                             {"count", required_argument, NULL, 'n'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"insecure", no_argument, NULL, 'i'},      {"pin", required_argument, NULL, 'p'},
+        {"ca-file", required_argument, NULL, 'c'}, {"timeout-ms", required_argument, NULL, 't'},
+        {"count", required_argument, NULL, 'n'},   {"websocket", no_argument, NULL, 'w'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         char *end = NULL;
@@ -144,6 +143,9 @@ static int parse_flags(int argc, char **argv, struct probe_opts *o)
             break;
         case 'c':
             o->client.ca_file = optarg;
+            break;
+        case 'w':
+            o->client.websocket = true;
             break;
         case 't':
         case 'n': {

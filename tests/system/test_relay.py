@@ -454,5 +454,183 @@ def test_websocket_transport():
         r.stop()
 
 
+def _ws_probe(*args):
+    """derp-probe, failing the test on any sanitizer report (sanitizer builds)."""
+    p = probe(*args)
+    for word in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+        assert word not in p.stderr, p.stderr[-4000:]
+    return p
+
+
+def test_probe_websocket():
+    r = d.Relay()
+    try:
+        p = _ws_probe("--websocket", "--count", "3", r.url())
+        assert p.returncode == 0, p.stderr
+        assert re.search(r"rtt=[0-9.]+ms", p.stdout), p.stdout
+        assert "round_trips=3" in p.stdout, p.stdout
+        assert "--websocket" in _ws_probe("--help").stdout
+        p = _ws_probe("--websocket", "http://127.0.0.1:%d/nope" % r.port)
+        assert p.returncode != 0 and "http:" in p.stderr and "404" in p.stderr, p.stderr
+    finally:
+        r.stop()
+    r = d.Relay("--self-signed", "localhost")
+    try:
+        m = re.search(r"(sha256-raw:[0-9a-f]{64})", r.logs())
+        assert m, r.logs()
+        url = "https://localhost:%d/derp" % r.port
+        p = _ws_probe("--websocket", "--pin", m.group(1), "--count", "3", url)
+        assert p.returncode == 0, p.stderr
+        assert re.search(r"rtt=[0-9.]+ms", p.stdout), p.stdout
+        bad = _ws_probe("--websocket", url)
+        assert bad.returncode != 0 and "tls:" in bad.stderr, bad.stderr
+    finally:
+        r.stop()
+
+
+def _ws_read_client_frame(conn, buf):
+    """One frame from a WebSocket client: (opcode, fin, masked, payload, rest of buf)."""
+    def need(n):
+        nonlocal buf
+        while len(buf) < n:
+            chunk = conn.recv(65536)
+            if not chunk:
+                raise EOFError("client closed")
+            buf += chunk
+    need(2)
+    b0, b1 = buf[0], buf[1]
+    ln, off = b1 & 0x7F, 2
+    if ln == 126:
+        need(4)
+        ln, off = struct.unpack(">H", buf[2:4])[0], 4
+    elif ln == 127:
+        need(10)
+        ln, off = struct.unpack(">Q", buf[2:10])[0], 10
+    masked = bool(b1 & 0x80)
+    key = b"\x00" * 4
+    if masked:
+        need(off + 4)
+        key, off = buf[off:off + 4], off + 4
+    need(off + ln)
+    payload = bytes(b ^ key[i % 4] for i, b in enumerate(buf[off:off + ln]))
+    return b0 & 0x0F, bool(b0 & 0x80), masked, payload, buf[off + ln:]
+
+
+def _ws_fake_server(script):
+    """A one-connection WebSocket server on loopback: answers the upgrade, then
+    runs script(conn, key, request_head) in a thread. Returns (port, thread, result)."""
+    import base64
+    import hashlib
+    import threading
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    result = {}
+
+    def run():
+        try:
+            conn, _ = lsock.accept()
+            conn.settimeout(10)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            text = head.decode()
+            m = re.search(r"Sec-WebSocket-Key: (\S+)\r\n", text)
+            key = m.group(1) if m else ""
+            accept = base64.b64encode(hashlib.sha1(
+                (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+            script(conn, accept, text, result)
+            conn.close()
+        except Exception as e:  # surfaced by the test through result
+            result["error"] = repr(e)
+        finally:
+            lsock.close()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return lsock.getsockname()[1], t, result
+
+
+def _ws_upgrade_answer(accept, proto="derp"):
+    return ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Accept: %s\r\n%s\r\n"
+            % (accept, "Sec-WebSocket-Protocol: %s\r\n" % proto if proto else "")).encode()
+
+
+def test_probe_websocket_framing_against_fake_server():
+    server_pub, _ = d.keypair()
+
+    def pings_and_fragments(conn, accept, head, result):
+        result["head"] = head
+        # ServerKey cut into a fragmented message (binary + continuation) with a
+        # WebSocket ping in between, all in the same TCP write as the 101.
+        sk = d.frame(d.F_SERVER_KEY, d.MAGIC + server_pub)
+        conn.sendall(_ws_upgrade_answer(accept) + d.ws_frame(b"", mask=False, fin=True)
+                     + d.ws_frame(sk[:7], mask=False, fin=False)
+                     + d.ws_frame(b"ping!", opcode=9, mask=False)
+                     + d.ws_frame(sk[7:], opcode=0, mask=False))
+        buf, frames, derp = b"", [], b""
+        while len(derp) < 5 or len(derp) < 5 + struct.unpack(">I", derp[1:5])[0]:
+            op, fin, masked, payload, buf = _ws_read_client_frame(conn, buf)
+            frames.append((op, fin, masked, payload))
+            if op == 2 or op == 0:
+                derp += payload
+        result["frames"] = frames
+        result["derp"] = derp
+        conn.sendall(d.ws_frame(b"\x03\xe8", opcode=8, mask=False))  # close, 1000
+
+    port, t, res = _ws_fake_server(pings_and_fragments)
+    p = _ws_probe("--websocket", "http://127.0.0.1:%d/derp" % port, "--timeout-ms", "5000")
+    t.join(10)
+    assert "error" not in res, res
+    head = res["head"]
+    assert head.startswith("GET /derp HTTP/1.1\r\n"), head
+    for h in ("Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13",
+              "Sec-WebSocket-Protocol: derp"):
+        assert h + "\r\n" in head, head
+    assert re.search(r"Sec-WebSocket-Key: [A-Za-z0-9+/]{22}==\r\n", head), head
+    frames = res["frames"]
+    assert all(masked for _, _, masked, _ in frames), frames
+    assert frames[0][0] == 0xA and frames[0][3] == b"ping!", frames  # the pong comes first
+    assert res["derp"][0] == d.F_CLIENT_INFO, res["derp"][:5]
+    assert all(op == 2 and fin for op, fin, _, _ in frames[1:]), frames
+    assert p.returncode != 0 and "handshake:" in p.stderr and "closed" in p.stderr, p.stderr
+
+    def wrong_accept(conn, accept, head, result):
+        conn.sendall(_ws_upgrade_answer("AAAAAAAAAAAAAAAAAAAAAAAAAAA="))
+
+    def no_subprotocol(conn, accept, head, result):
+        conn.sendall(_ws_upgrade_answer(accept, proto=None))
+
+    def text_frame(conn, accept, head, result):
+        conn.sendall(_ws_upgrade_answer(accept) + d.ws_frame(b"hello", opcode=1, mask=False))
+        time.sleep(1)
+
+    def masked_frame(conn, accept, head, result):
+        sk = d.frame(d.F_SERVER_KEY, d.MAGIC + server_pub)
+        conn.sendall(_ws_upgrade_answer(accept) + d.ws_frame(sk, mask=True))
+        time.sleep(1)
+
+    def plain_derp(conn, accept, head, result):
+        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: DERP\r\n"
+                     b"Connection: Upgrade\r\n\r\n")
+
+    cases = [(wrong_accept, "handshake:", "Sec-WebSocket-Accept"),
+             (no_subprotocol, "handshake:", "derp"),
+             (text_frame, "handshake:", "text message"),
+             (masked_frame, "handshake:", "masked"),
+             (plain_derp, "http:", "Upgrade: websocket")]
+    for script, stage, why in cases:
+        port, t, res = _ws_fake_server(script)
+        p = _ws_probe("--websocket", "http://127.0.0.1:%d/derp" % port, "--timeout-ms", "5000")
+        t.join(10)
+        assert "error" not in res, (script.__name__, res)
+        assert p.returncode != 0, script.__name__
+        assert stage in p.stderr and why in p.stderr, (script.__name__, p.stderr)
+
+
 if __name__ == "__main__":
     d.Suite().run(sys.modules[__name__])
