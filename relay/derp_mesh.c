@@ -172,9 +172,8 @@ void derp__mesh_forward(struct derp_mesh_peer *p, const uint8_t src[static DERP_
     memcpy(f->data + DERP_FRAME_HDR_LEN + DERP_KEY_LEN, dst, DERP_KEY_LEN);
     memcpy(f->data + DERP_FRAME_HDR_LEN + 2 * DERP_KEY_LEN, pkt, len);
     f->len = DERP_FRAME_HDR_LEN + 2 * DERP_KEY_LEN + len;
-    derp__queue_push(s, &c->q_data, f);
     s->stats.packets_forwarded_out++;
-    derp__conn_mark_dirty(c);
+    derp__conn_enqueue(c, &c->q_data, f);
 }
 
 /* ---- dialling ---- */

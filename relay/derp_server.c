@@ -482,6 +482,25 @@ static void conn_flush(struct derp_conn *c)
 
 /* ---- the packet path ---- */
 
+void derp__conn_enqueue(struct derp_conn *c, struct derp_queue *q, struct derp_pkt *p)
+{
+    struct derp_server *s = c->srv;
+    if (q->count == DERP_SEND_QUEUE_DEPTH && !c->wants_write) {
+        /* A burst filled the queue within one wake-up: write now, so packets
+         * are dropped only when the client's socket is full, not because the
+         * batched flush has not run yet. (A socket already known to be full
+         * waits for EPOLLOUT: no syscall per dropped packet.) */
+        conn_flush(c);
+    }
+    if (c->state == DERP_CONN_CLOSED) {
+        derp__pkt_put(&s->pool, p);
+        s->stats.drop_gone++;
+        return;
+    }
+    derp__queue_push(s, q, p);
+    derp__conn_mark_dirty(c);
+}
+
 static void peer_gone_not_here(struct derp_conn *c, const uint8_t dst[static DERP_KEY_LEN])
 {
     struct derp_server *s = c->srv;
@@ -545,8 +564,7 @@ static void relay_packet(struct derp_conn *from, const uint8_t src_key[static DE
     memcpy(p->data + DERP_FRAME_HDR_LEN, src_key, DERP_KEY_LEN);
     memcpy(p->data + DERP_FRAME_HDR_LEN + DERP_KEY_LEN, pkt, pkt_len);
     p->len = DERP_FRAME_HDR_LEN + DERP_KEY_LEN + pkt_len;
-    derp__queue_push(s, is_disco ? &dst->q_disco : &dst->q_data, p);
-    derp__conn_mark_dirty(dst);
+    derp__conn_enqueue(dst, is_disco ? &dst->q_disco : &dst->q_data, p);
     struct derp_client_set *sset =
         from->set != NULL && memcmp(src_key, from->key, DERP_KEY_LEN) == 0
             ? from->set

@@ -195,6 +195,9 @@ void derp__mesh_conn_closed(struct derp_conn *c);
 
 /* Appends p to q (takes ownership); a full queue drops its oldest packet. */
 void derp__queue_push(struct derp_server *s, struct derp_queue *q, struct derp_pkt *p);
+/* Queues p (owned) on c's queue q and marks c dirty; a full queue is flushed
+ * to the socket first, and only what the socket will not take is dropped. */
+void derp__conn_enqueue(struct derp_conn *c, struct derp_queue *q, struct derp_pkt *p);
 /* Removes and returns the oldest packet of a non-empty q (caller owns it). */
 struct derp_pkt *derp__queue_pop(struct derp_queue *q);
 /* Queues bytes for c (control stream); closes c when over its limit. */
