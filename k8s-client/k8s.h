@@ -1,0 +1,12 @@
+/* k8s: umbrella header of libk8s, the Kubernetes API client library.
+ *
+ * Modules (each header is its own contract):
+ *   k8s_config  kubeconfig (KUBECONFIG list, contexts, exec plugins) and
+ *               in-cluster configuration
+ *   k8s_stream  watch-event stream splitter (pure)
+ *   k8s_fields  projections: keep only the JSON pointers a caller names
+ * Libraries do not own a loop: the program's loop drives them. */
+#ifndef DC_K8S_H
+#define DC_K8S_H
+
+#endif
