@@ -362,6 +362,48 @@ def test_tls_self_signed_pin():
         r.stop()
 
 
+def make_ca_and_leaf(directory, host="localhost"):
+    """A CA and a leaf for host signed by it, with the openssl CLI; returns paths."""
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, cwd=directory)
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test CA")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=" + host)
+    with open(os.path.join(directory, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\n" % host)
+    run("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "leaf.pem", "-days", "2", "-extfile", "ext.cnf")
+    with open(os.path.join(directory, "chain.pem"), "w") as f:
+        f.write(open(os.path.join(directory, "leaf.pem")).read())
+        f.write(open(os.path.join(directory, "ca.pem")).read())
+    return [os.path.join(directory, n) for n in ("chain.pem", "leaf.key", "ca.pem")]
+
+
+def test_tls_certificate_files():
+    tmp = d.tempfile.mkdtemp()
+    chain, key, ca = make_ca_and_leaf(tmp)
+    r = d.Relay("--tls-cert", chain, "--tls-key", key)
+    try:
+        url = "https://localhost:%d/derp" % r.port
+        ok = probe(url, "--ca-file", ca)
+        assert ok.returncode == 0, ok.stderr
+        untrusted = probe(url)
+        assert untrusted.returncode != 0 and "tls:" in untrusted.stderr, untrusted.stderr
+        wrong_name = probe("https://127.0.0.1:%d/derp" % r.port, "--ca-file", ca)
+        assert wrong_name.returncode != 0 and "tls:" in wrong_name.stderr, wrong_name.stderr
+        assert "sha256-raw:" in r.logs()
+    finally:
+        r.stop()
+    # A key that does not match the certificate: a clear error naming the file.
+    other = d.tempfile.mkdtemp()
+    _, other_key, _ = make_ca_and_leaf(other)
+    bad = subprocess.run([os.path.join(d.BIN, "derp-relay"), "--listen", "127.0.0.1:0",
+                          "--stun-listen", "off", "--tls-cert", chain, "--tls-key", other_key],
+                         capture_output=True, timeout=10, text=True)
+    assert bad.returncode != 0 and other_key in bad.stderr and "derp" in bad.stderr, bad.stderr
+
+
 def test_stun_binding():
     r = d.Relay(stun=True)
     try:
