@@ -3,6 +3,7 @@
  * Modules (each header is its own contract):
  *   k8s_config  kubeconfig (KUBECONFIG list, contexts, exec plugins) and
  *               in-cluster configuration
+ *   k8s_yaml    libyaml documents to jansson values (shared by the parsers)
  *   k8s_stream  watch-event stream splitter (pure)
  *   k8s_fields  projections: keep only the JSON pointers a caller names
  * Libraries do not own a loop: the program's loop drives them. */
