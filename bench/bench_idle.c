@@ -7,6 +7,11 @@
  * fd is dup()ed and the derp_client (and its 512 KiB of buffers) freed, so
  * this process stays small and the connection stays up.
  *
+ * With --derper-bin, phase 1 is repeated against Tailscale's derper, started
+ * by the bench on a loopback port, with the same N and the same readings
+ * (derper is a Go program: its VmRSS includes heap the garbage collector has
+ * not returned yet, which is part of what it costs).
+ *
  * Phase 2 is the baseline in the same run: a minimal forked holder process
  * that accepts the same number of plain TCP connections and registers each in
  * an epoll set (what any event-loop server must do at least), measured the
@@ -44,6 +49,7 @@
 struct idle_opts {
     char relay_bin[PATH_MAX]; /* --relay-bin */
     const char *relay_log;    /* --relay-log; NULL = /dev/null */
+    const char *derper_bin;   /* --derper-bin; NULL = derper not measured */
     unsigned long conns;      /* --conns: N */
     unsigned long settle_ms;  /* --settle-ms: wait before each reading */
     unsigned long rounds;     /* --rounds: open/close cycles against one relay */
@@ -139,12 +145,17 @@ static int relay_rounds(const struct idle_opts *o, const struct bench_relay *rel
     return 0;
 }
 
-/* Phase 1: N logged-in DERP connections to a relay we start. */
-static int measure_relay(const struct idle_opts *o, int *fds, struct idle_result *res,
-                         struct idle_sample *closed, char *err)
+/* Phase 1: N logged-in DERP connections to a server we start (derp-relay,
+ * or derper); the leak-check rounds run for derp-relay only. */
+static int measure_relay(const struct idle_opts *o, enum bench_server_kind kind, int *fds,
+                         struct idle_result *res, struct idle_sample *closed, char *err)
 {
     struct bench_relay relay = {.pid = -1};
-    int rc = bench_relay_start(o->relay_bin, o->relay_log, &relay, err);
+    struct bench_server_opts so = {.kind = kind,
+                                   .bin =
+                                       kind == BENCH_SERVER_DERPER ? o->derper_bin : o->relay_bin,
+                                   .log_path = kind == BENCH_SERVER_DERPER ? NULL : o->relay_log};
+    int rc = bench_server_start(&so, &relay, err);
     if (rc < 0) {
         return rc;
     }
@@ -158,6 +169,8 @@ static int measure_relay(const struct idle_opts *o, int *fds, struct idle_result
     close_all(fds, o->conns);
     if (rc == 0) {
         sample(relay.pid, o->settle_ms, closed);
+    }
+    if (rc == 0 && kind == BENCH_SERVER_RELAY) {
         rc = relay_rounds(o, &relay, fds, err);
     }
     bench_relay_stop(&relay);
@@ -281,7 +294,8 @@ static void print_row(const char *what, const struct idle_result *r, unsigned lo
 }
 
 static void print_results(const struct idle_opts *o, const struct idle_result *relay,
-                          const struct idle_sample *closed, const struct idle_result *base)
+                          const struct idle_sample *closed, const struct idle_result *derper,
+                          const struct idle_sample *derper_closed, const struct idle_result *base)
 {
     printf("| process holding %lu idle connections | VmRSS before KiB | VmRSS after KiB "
            "| VmRSS B/conn | RssAnon B/conn | kernel Slab B/conn (both ends, system-wide) "
@@ -289,12 +303,24 @@ static void print_results(const struct idle_opts *o, const struct idle_result *r
            o->conns);
     printf("|---|---:|---:|---:|---:|---:|---:|\n");
     print_row("derp-relay, logged-in DERP clients (plain TCP)", relay, o->conns);
+    if (o->derper_bin != NULL) {
+        print_row("derper, logged-in DERP clients (plain TCP)", derper, o->conns);
+    }
     print_row("baseline: minimal epoll holder, plain TCP", base, o->conns);
+    double base_b = per_conn(base->before.rss_kib, base->after.rss_kib, o->conns);
+    double relay_b = per_conn(relay->before.rss_kib, relay->after.rss_kib, o->conns) - base_b;
     printf("\nrelay VmRSS after all %lu clients closed: %ld KiB (RssAnon %ld KiB)\n", o->conns,
            closed->rss_kib, closed->anon_kib);
-    printf("relay minus baseline: %.0f B per idle connection (VmRSS)\n",
-           per_conn(relay->before.rss_kib, relay->after.rss_kib, o->conns) -
-               per_conn(base->before.rss_kib, base->after.rss_kib, o->conns));
+    printf("relay minus baseline: %.0f B per idle connection (VmRSS)\n", relay_b);
+    if (o->derper_bin != NULL) {
+        double derper_b =
+            per_conn(derper->before.rss_kib, derper->after.rss_kib, o->conns) - base_b;
+        printf("derper VmRSS after all %lu clients closed: %ld KiB (RssAnon %ld KiB)\n", o->conns,
+               derper_closed->rss_kib, derper_closed->anon_kib);
+        printf("derper minus baseline: %.0f B per idle connection (VmRSS); derper / relay: "
+               "%.1f\n",
+               derper_b, relay_b > 0 ? derper_b / relay_b : 0.0);
+    }
 }
 
 /* ---- main ---- */
@@ -304,6 +330,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: bench-idle [flags]\n"
                "  --relay-bin PATH   derp-relay to start (default: next to bench-idle)\n"
                "  --relay-log PATH   relay's stderr (default /dev/null)\n"
+               "  --derper-bin PATH  also measure Tailscale's derper with the same N, started\n"
+               "                     from PATH on a loopback port (-a 127.0.0.1:PORT)\n"
                "  --conns N          idle connections (default 10000; capped by RLIMIT_NOFILE)\n"
                "  --settle-ms N      wait before each memory reading (default 1000)\n"
                "  --rounds N         open and close the N connections N times against one\n"
@@ -314,6 +342,7 @@ static int parse_flags(int argc, char **argv, struct idle_opts *o, char *err)
 {
     static const struct option longopts[] = {{"relay-bin", required_argument, NULL, 'b'},
                                              {"relay-log", required_argument, NULL, 'l'},
+                                             {"derper-bin", required_argument, NULL, 'D'},
                                              {"conns", required_argument, NULL, 'n'},
                                              {"settle-ms", required_argument, NULL, 's'},
                                              {"rounds", required_argument, NULL, 'r'},
@@ -329,6 +358,11 @@ static int parse_flags(int argc, char **argv, struct idle_opts *o, char *err)
                                                : dc_err_set(err, -EINVAL, "--relay-bin: too long");
         } else if (ch == 'l') {
             o->relay_log = optarg;
+        } else if (ch == 'D') {
+            o->derper_bin = optarg;
+            rc = access(optarg, X_OK) == 0
+                     ? 0
+                     : dc_err_set(err, -ENOENT, "--derper-bin: not an executable: `%s'", optarg);
         } else if (ch == 'n') {
             rc = bench_parse_uint("--conns", optarg, 1, 1000000, &o->conns, err);
         } else if (ch == 'r') {
@@ -374,20 +408,23 @@ int main(int argc, char **argv)
     sigaction(SIGPIPE, &sa, NULL);
     fit_fd_limit(&o);
     int *fds = malloc(o.conns * sizeof(*fds));
-    struct idle_result relay = {0}, base = {0};
-    struct idle_sample closed = {0};
+    struct idle_result relay = {0}, derper = {0}, base = {0};
+    struct idle_sample closed = {0}, derper_closed = {0};
     rc = fds != NULL ? 0 : dc_err_set(err, -ENOMEM, "out of memory");
     for (unsigned long i = 0; rc == 0 && i < o.conns; i++) {
         fds[i] = -1;
     }
     if (rc == 0) {
-        rc = measure_relay(&o, fds, &relay, &closed, err);
+        rc = measure_relay(&o, BENCH_SERVER_RELAY, fds, &relay, &closed, err);
+    }
+    if (rc == 0 && o.derper_bin != NULL) {
+        rc = measure_relay(&o, BENCH_SERVER_DERPER, fds, &derper, &derper_closed, err);
     }
     if (rc == 0) {
         rc = measure_baseline(&o, fds, &base, err);
     }
     if (rc == 0) {
-        print_results(&o, &relay, &closed, &base);
+        print_results(&o, &relay, &closed, &derper, &derper_closed, &base);
     }
     free(fds);
     if (rc < 0) {

@@ -1,10 +1,13 @@
 /* bench-relay: packets through derp-relay next to the same bytes over direct
- * loopback TCP, in the same run; then ping-pong latency the same two ways.
+ * loopback TCP, in the same run; then ping-pong latency the same ways. With
+ * --derper-bin the same cases also go through Tailscale's derper, started by
+ * the bench; with --mesh also from a client of one derp-relay to a client of
+ * a second derp-relay meshed with it.
  *
  * Throughput case = (mode, packet size, pairs). The parent forks a receiver
  * process that drains every receiving connection and a sender process that
  * drives every sending one; the parent only coordinates over pipes and
- * samples the relay's CPU time. In relay mode each side logs in with
+ * samples the relay's CPU time. In the relay modes each side logs in with
  * derp_client_connect() and then does raw fd I/O: the sender writes
  * pre-built SendPacket frames with writev(), the receiver reads and counts
  * RecvPacket frames. In direct mode the sender writes the very same
@@ -13,14 +16,19 @@
  * start at a common CLOCK_MONOTONIC time from the parent, warm up, then
  * count for a fixed window; every loop ends at that window's end.
  *
+ * In mesh mode the senders log in to relay 1 and the receivers to relay 2,
+ * and the senders wait MESH_SETTLE_MS after logging in, so that relay 2's
+ * PeerPresent for every receiver has reached relay 1; the CPU time is that
+ * of both relays.
+ *
  * The relay drops the oldest packet when a client's queue is full instead of
  * pushing back on the sender (derper does the same), while direct TCP pushes
  * back; so "sent" and "delivered" differ for the relay and the figure that
  * counts is delivered at the receiver. Unpaced, the sender writes as fast as
  * the sockets take bytes (overload); with --rate it offers a fixed load, to
  * show what the relay delivers below saturation. Each case runs --repeat
- * times, relay and direct in turn, and the median is printed, because a
- * shared 2-core machine is noisy. */
+ * times, every mode in turn (relay, derper, mesh, direct), and the median is
+ * printed, because a shared 2-core machine is noisy. */
 #include "bench_util.h"
 
 #include "bytes.h"
@@ -71,16 +79,33 @@
 #define LAT_PACKET_LEN  1200
 /* Largest frame any benchmark writes: header + key + largest packet. */
 #define FRAME_MAX (DERP_FRAME_HDR_LEN + DERP_KEY_LEN + DERP_MAX_PACKET_LEN)
+/* Mesh: how long senders (and the pinger) wait after logging in to relay 1
+ * before sending, so relay 2's PeerPresent announcements for the receivers
+ * have reached relay 1 (they take well under 1 ms on loopback). */
+#define MESH_SETTLE_MS 1000
+/* Mesh: how long both relays get to log in to each other (ms). */
+#define MESH_UP_MS 10000
+/* Mesh: the relays' /metrics line that says the mesh link is up. */
+#define MESH_UP_METRIC "\nderp_mesh_peers_up 1\n"
+/* Mesh: the key file's name in its temporary directory. */
+#define MESH_KEY_NAME "mesh.key"
 
+/* The ways packets go, in the order each repeat runs them. */
 enum bench_mode {
     MODE_RELAY,  /* through derp-relay */
+    MODE_DERPER, /* through Tailscale's derper (--derper-bin) */
+    MODE_MESH,   /* client of derp-relay 1 -> derp-relay 2 -> its client (--mesh) */
     MODE_DIRECT, /* plain loopback TCP between the same processes */
+    MODE_COUNT,
 };
 
 struct bench_opts {
     const char *url;          /* --url: an already running relay; NULL = start one */
     char relay_bin[PATH_MAX]; /* --relay-bin */
     const char *relay_log;    /* --relay-log; NULL = /dev/null */
+    const char *derper_bin;   /* --derper-bin; NULL = derper not measured */
+    const char *derper_log;   /* --derper-log; NULL = /dev/null */
+    bool is_mesh;             /* --mesh: also measure across two meshed relays */
     unsigned long seconds;    /* --seconds: measured window per case */
     unsigned long warmup_ms;  /* --warmup-ms: before the window */
     unsigned long rtts;       /* --rtts: measured round trips */
@@ -95,7 +120,9 @@ struct bench_opts {
 /* One case, filled by the parent and inherited by the children through fork. */
 struct bench_case {
     enum bench_mode mode;
-    const char *url;              /* relay URL (relay mode) */
+    const char *rx_url;           /* relay modes: where the receivers (ponger) log in */
+    const char *tx_url;           /* relay modes: where the senders (pinger) log in */
+    unsigned settle_ms;           /* relay modes: senders wait this long after login */
     size_t size;                  /* packet bytes after the 32-byte key */
     unsigned pairs;               /* sender/receiver connection pairs */
     uint16_t port;                /* direct mode: the receiver's listening port */
@@ -316,8 +343,8 @@ static int rx_setup(const struct bench_case *bc, struct side *sd, uint16_t *port
     if (rc < 0) {
         return dc_err_set(err, rc, "out of memory");
     }
-    if (bc->mode == MODE_RELAY) {
-        return side_login(sd, bc->url, bc->rx_keys, err);
+    if (bc->mode != MODE_DIRECT) {
+        return side_login(sd, bc->rx_url, bc->rx_keys, err);
     }
     sd->lfd = dc_net_listen_tcp("127.0.0.1:0", MAX_PAIRS, err);
     if (sd->lfd < 0) {
@@ -333,8 +360,12 @@ static int tx_setup(const struct bench_case *bc, struct side *sd, char *err)
     if (rc < 0) {
         return dc_err_set(err, rc, "out of memory");
     }
-    if (bc->mode == MODE_RELAY) {
-        return side_login(sd, bc->url, bc->tx_keys, err);
+    if (bc->mode != MODE_DIRECT) {
+        rc = side_login(sd, bc->tx_url, bc->tx_keys, err);
+        if (rc == 0 && bc->settle_ms > 0) {
+            usleep(bc->settle_ms * 1000u);
+        }
+        return rc;
     }
     return side_connect(sd, bc->port, err);
 }
@@ -807,27 +838,66 @@ static int child_recv(struct child *c, struct child_msg *msg, int timeout_ms, ch
 struct tput_result {
     uint64_t rx_frames; /* delivered in the window */
     uint64_t tx_frames; /* written by the sender in the window */
-    long relay_cpu_ms;  /* relay CPU time in the window; -1 unknown */
+    long relay_cpu_ms;  /* server CPU time in the window (sum over servers); -1 unknown */
     uint64_t rx_min;    /* over the repeats: lowest and highest rx_frames */
     uint64_t rx_max;
 };
 
-/* Samples the relay's CPU time over the window while the children run. */
-static long relay_cpu_window(pid_t relay_pid, const struct go_msg *go)
+/* One way of carrying packets, as the parent sets a case up for it. */
+struct bench_path {
+    bool is_on;         /* measured in this run */
+    const char *rx_url; /* borrowed; relay modes: the receivers' server */
+    const char *tx_url; /* borrowed; relay modes: the senders' server */
+    unsigned settle_ms; /* senders' wait after login (mesh) */
+    pid_t pids[2];      /* servers whose CPU time counts; -1 = none or unknown */
+};
+
+/* The servers this run started (pid -1 = not started). */
+struct bench_servers {
+    struct bench_relay relay;     /* ours, unless --url */
+    struct bench_relay derper;    /* --derper-bin */
+    struct bench_relay mesh[2];   /* --mesh: relay 1 (senders), relay 2 (receivers) */
+    char mesh_dir[BENCH_TMP_LEN]; /* --mesh: holds MESH_KEY_NAME; "" = none */
+};
+
+static void path_apply(struct bench_case *bc, enum bench_mode mode, const struct bench_path *p)
 {
-    if (relay_pid <= 0) {
+    bc->mode = mode;
+    bc->rx_url = p->rx_url;
+    bc->tx_url = p->tx_url;
+    bc->settle_ms = p->settle_ms;
+}
+
+/* CPU time of all of p's servers so far (ms), or -1. */
+static long path_cpu_ms(const struct bench_path *p)
+{
+    long sum = 0;
+    for (size_t i = 0; i < 2; i++) {
+        long v = p->pids[i] > 0 ? bench_proc_cpu_ms(p->pids[i]) : 0;
+        if (v < 0) {
+            return -1;
+        }
+        sum += v;
+    }
+    return sum;
+}
+
+/* Samples the servers' CPU time over the window while the children run. */
+static long relay_cpu_window(const struct bench_path *p, const struct go_msg *go)
+{
+    if (p->pids[0] <= 0) {
         bench_sleep_until_ns(go->t_end_ns);
         return -1;
     }
     bench_sleep_until_ns(go->t_measure_ns);
-    long a = bench_proc_cpu_ms(relay_pid);
+    long a = path_cpu_ms(p);
     bench_sleep_until_ns(go->t_end_ns);
-    long b = bench_proc_cpu_ms(relay_pid);
+    long b = path_cpu_ms(p);
     return a >= 0 && b >= 0 ? b - a : -1;
 }
 
-static int tput_go(const struct bench_opts *o, struct child *rx, struct child *tx, pid_t relay_pid,
-                   struct tput_result *res, char *err)
+static int tput_go(const struct bench_opts *o, struct child *rx, struct child *tx,
+                   const struct bench_path *p, struct tput_result *res, char *err)
 {
     struct go_msg go;
     go.t_start_ns = bench_now_ns() + START_DELAY_NS;
@@ -837,7 +907,7 @@ static int tput_go(const struct bench_opts *o, struct child *rx, struct child *t
         bench_write_all(tx->down, &go, sizeof(go)) < 0) {
         return dc_err_set(err, -EPIPE, "a child died before the start");
     }
-    res->relay_cpu_ms = relay_cpu_window(relay_pid, &go);
+    res->relay_cpu_ms = relay_cpu_window(p, &go);
     struct child_msg m = {0};
     int rc = child_recv(rx, &m, CHILD_TIMEOUT_MS, err);
     res->rx_frames = m.count;
@@ -848,7 +918,7 @@ static int tput_go(const struct bench_opts *o, struct child *rx, struct child *t
     return rc;
 }
 
-static int tput_run(const struct bench_opts *o, struct bench_case *bc, pid_t relay_pid,
+static int tput_run(const struct bench_opts *o, struct bench_case *bc, const struct bench_path *p,
                     struct tput_result *res, char *err)
 {
     struct child rx, tx = {.pid = -1, .up = -1, .down = -1};
@@ -862,10 +932,10 @@ static int tput_run(const struct bench_opts *o, struct bench_case *bc, pid_t rel
         rc = child_start(tx_child, bc, &tx);
     }
     if (rc == 0) {
-        rc = child_recv(&tx, &m, CHILD_TIMEOUT_MS, err);
+        rc = child_recv(&tx, &m, CHILD_TIMEOUT_MS + (int)bc->settle_ms, err);
     }
     if (rc == 0) {
-        rc = tput_go(o, &rx, &tx, relay_pid, res, err);
+        rc = tput_go(o, &rx, &tx, p, res, err);
     }
     child_close(&tx);
     child_close(&rx);
@@ -885,8 +955,8 @@ static int pp_measure(struct bench_case *bc, struct child_msg *res, char *err)
         rc = child_start(ping_child, bc, &ping);
     }
     if (rc == 0) {
-        int wait_ms =
-            (int)((LAT_WARMUP_RTTS + bc->rtts) / 1000 + 1) * LAT_WAIT_MS + CHILD_TIMEOUT_MS;
+        int wait_ms = (int)((LAT_WARMUP_RTTS + bc->rtts) / 1000 + 1) * LAT_WAIT_MS +
+                      CHILD_TIMEOUT_MS + (int)bc->settle_ms;
         rc = child_recv(&ping, res, wait_ms, err);
     }
     child_close(&ping);
@@ -896,42 +966,113 @@ static int pp_measure(struct bench_case *bc, struct child_msg *res, char *err)
 
 /* ---- output ---- */
 
+/* A throughput result as printed. */
+struct tput_row {
+    double pps;        /* delivered packets/s */
+    double mbps;       /* delivered packet payload, 10^6 B/s */
+    double sent_pps;   /* written by the senders, packets/s */
+    double drop_pct;   /* 1 - delivered / sent */
+    char cpu_pct[32];  /* server CPU over the window, % of one core, or "n/a" */
+    char cpu_us[32];   /* server CPU per delivered packet, us, or "n/a" */
+    double spread_pct; /* (highest - lowest) / median of the repeats */
+};
+
 static double per_s(uint64_t n, unsigned long seconds)
 {
     return (double)n / (double)seconds;
 }
 
-/* (highest - lowest) / median of the repeats, in percent. */
-static double spread_pct(const struct tput_result *t)
+static void tput_row_make(const struct bench_opts *o, size_t size, const struct tput_result *r,
+                          struct tput_row *w)
 {
-    return t->rx_frames > 0 ? 100.0 * (double)(t->rx_max - t->rx_min) / (double)t->rx_frames : 0.0;
+    w->pps = per_s(r->rx_frames, o->seconds);
+    w->mbps = w->pps * (double)size / 1e6;
+    w->sent_pps = per_s(r->tx_frames, o->seconds);
+    w->drop_pct = r->tx_frames > r->rx_frames
+                      ? 100.0 * (double)(r->tx_frames - r->rx_frames) / (double)r->tx_frames
+                      : 0.0;
+    snprintf(w->cpu_pct, sizeof(w->cpu_pct), "n/a");
+    snprintf(w->cpu_us, sizeof(w->cpu_us), "n/a");
+    if (r->relay_cpu_ms >= 0 && r->rx_frames > 0) {
+        snprintf(w->cpu_us, sizeof(w->cpu_us), "%.2f",
+                 (double)r->relay_cpu_ms * 1000.0 / (double)r->rx_frames);
+        snprintf(w->cpu_pct, sizeof(w->cpu_pct), "%.0f",
+                 (double)r->relay_cpu_ms / 10.0 / (double)o->seconds);
+    }
+    w->spread_pct =
+        r->rx_frames > 0 ? 100.0 * (double)(r->rx_max - r->rx_min) / (double)r->rx_frames : 0.0;
 }
 
-static void print_tput_head(void)
+static double ratio(double a, double b)
 {
+    return b > 0 ? a / b : 0.0;
+}
+
+static void print_tput_head(const struct bench_opts *o)
+{
+    bool has_derper = o->derper_bin != NULL;
     printf("| packet B | pairs | relay pkt/s | relay MB/s | relay sent pkt/s | relay drop %% "
-           "| relay CPU %% | relay CPU us/pkt | direct pkt/s | direct MB/s | relay/direct "
-           "| spread relay / direct %% |\n");
-    printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+           "| relay CPU %% | relay CPU us/pkt ");
+    if (has_derper) {
+        printf("| derper pkt/s | derper MB/s | derper drop %% | derper CPU %% "
+               "| derper CPU us/pkt | relay/derper ");
+    }
+    printf("| direct pkt/s | direct MB/s | relay/direct | spread relay%s / direct %% |\n",
+           has_derper ? " / derper" : "");
+    printf("|---:|---:|---:|---:|---:|---:|---:|---:|%s---:|---:|---:|---:|\n",
+           has_derper ? "---:|---:|---:|---:|---:|---:|" : "");
 }
 
 static void print_tput_row(const struct bench_opts *o, size_t size, unsigned pairs,
-                           const struct tput_result *r, const struct tput_result *d)
+                           const struct tput_result res[MODE_COUNT])
 {
-    double rp = per_s(r->rx_frames, o->seconds), dp = per_s(d->rx_frames, o->seconds);
-    char cpu[32] = "n/a", cpu_pct[32] = "n/a";
-    if (r->relay_cpu_ms >= 0 && r->rx_frames > 0) {
-        snprintf(cpu, sizeof(cpu), "%.2f", (double)r->relay_cpu_ms * 1000.0 / (double)r->rx_frames);
-        snprintf(cpu_pct, sizeof(cpu_pct), "%.0f",
-                 (double)r->relay_cpu_ms / 10.0 / (double)o->seconds);
+    struct tput_row r, g, d;
+    tput_row_make(o, size, &res[MODE_RELAY], &r);
+    tput_row_make(o, size, &res[MODE_DERPER], &g);
+    tput_row_make(o, size, &res[MODE_DIRECT], &d);
+    printf("| %zu | %u | %.0f | %.1f | %.0f | %.1f | %s | %s ", size, pairs, r.pps, r.mbps,
+           r.sent_pps, r.drop_pct, r.cpu_pct, r.cpu_us);
+    if (o->derper_bin != NULL) {
+        printf("| %.0f | %.1f | %.1f | %s | %s | %.2f ", g.pps, g.mbps, g.drop_pct, g.cpu_pct,
+               g.cpu_us, ratio(r.pps, g.pps));
+        printf("| %.0f | %.1f | %.3f | %.0f / %.0f / %.0f |\n", d.pps, d.mbps, ratio(r.pps, d.pps),
+               r.spread_pct, g.spread_pct, d.spread_pct);
+    } else {
+        printf("| %.0f | %.1f | %.3f | %.0f / %.0f |\n", d.pps, d.mbps, ratio(r.pps, d.pps),
+               r.spread_pct, d.spread_pct);
     }
-    double drop = r->tx_frames > r->rx_frames
-                      ? 100.0 * (double)(r->tx_frames - r->rx_frames) / (double)r->tx_frames
-                      : 0.0;
-    printf(
-        "| %zu | %u | %.0f | %.1f | %.0f | %.1f | %s | %s | %.0f | %.1f | %.3f | %.0f / %.0f |\n",
-        size, pairs, rp, rp * (double)size / 1e6, per_s(r->tx_frames, o->seconds), drop, cpu_pct,
-        cpu, dp, dp * (double)size / 1e6, dp > 0 ? rp / dp : 0.0, spread_pct(r), spread_pct(d));
+    fflush(stdout);
+}
+
+/* One finished case, kept for the mesh table printed at the end. */
+struct case_result {
+    size_t size;
+    unsigned pairs;
+    struct tput_result res[MODE_COUNT];
+};
+
+static void print_mesh_line(const struct case_result *c, const char *path, const struct tput_row *w,
+                            double vs_one)
+{
+    printf("| %zu | %u | %s | %.0f | %.1f | %.0f | %.1f | %s | %s | %.3f | %.0f |\n", c->size,
+           c->pairs, path, w->pps, w->mbps, w->sent_pps, w->drop_pct, w->cpu_pct, w->cpu_us, vs_one,
+           w->spread_pct);
+}
+
+static void print_mesh_table(const struct bench_opts *o, const struct case_result *cases, size_t n)
+{
+    printf("\nmesh: senders on derp-relay 1, receivers on derp-relay 2 (meshed); CPU = both "
+           "relays\n\n");
+    printf("| packet B | pairs | path | pkt/s | MB/s | sent pkt/s | drop %% | CPU %% | CPU us/pkt "
+           "| vs 1 relay | spread %% |\n");
+    printf("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (size_t i = 0; i < n; i++) {
+        struct tput_row one, mesh;
+        tput_row_make(o, cases[i].size, &cases[i].res[MODE_RELAY], &one);
+        tput_row_make(o, cases[i].size, &cases[i].res[MODE_MESH], &mesh);
+        print_mesh_line(&cases[i], "1 relay", &one, 1.0);
+        print_mesh_line(&cases[i], "mesh: relay 1 -> relay 2", &mesh, ratio(mesh.pps, one.pps));
+    }
     fflush(stdout);
 }
 
@@ -982,73 +1123,221 @@ static struct tput_result tput_median(struct tput_result *runs, size_t n)
     return m;
 }
 
-/* Runs one (size, pairs) case o->repeat times, relay and direct taking turns
- * so a drift in the machine's speed hits both, and keeps each one's median. */
-static int run_case(const struct bench_opts *o, struct bench_case *bc, pid_t relay_pid,
-                    struct tput_result *r, struct tput_result *d, char *err)
+/* Runs one (size, pairs) case o->repeat times, every mode taking its turn
+ * within each repeat so a drift in the machine's speed hits them all, and
+ * keeps each mode's median. */
+static int run_case(const struct bench_opts *o, struct bench_case *bc,
+                    const struct bench_path paths[MODE_COUNT], struct tput_result res[MODE_COUNT],
+                    char *err)
 {
-    struct tput_result rs[MAX_REPEAT] = {{0}}, ds[MAX_REPEAT] = {{0}};
+    struct tput_result runs[MODE_COUNT][MAX_REPEAT];
+    memset(runs, 0, sizeof(runs));
     for (unsigned long i = 0; i < o->repeat; i++) {
-        bc->mode = MODE_RELAY;
-        keys_fill(bc, bc->pairs);
-        int rc = tput_run(o, bc, relay_pid, &rs[i], err);
-        bc->mode = MODE_DIRECT;
-        if (rc == 0) {
-            rc = tput_run(o, bc, -1, &ds[i], err);
-        }
-        if (rc < 0) {
-            return rc;
-        }
-    }
-    *r = tput_median(rs, o->repeat);
-    *d = tput_median(ds, o->repeat);
-    return 0;
-}
-
-static int run_throughput(const struct bench_opts *o, struct bench_case *bc, pid_t relay_pid,
-                          char *err)
-{
-    print_tput_head();
-    for (size_t s = 0; s < o->nsizes; s++) {
-        for (size_t p = 0; p < o->npairs; p++) {
-            struct tput_result r, d;
-            bc->size = o->sizes[s];
-            bc->pairs = (unsigned)o->pairs[p];
-            bc->rate_pps = o->rate_pps;
-            int rc = run_case(o, bc, relay_pid, &r, &d, err);
+        for (int m = 0; m < MODE_COUNT; m++) {
+            if (!paths[m].is_on) {
+                continue;
+            }
+            path_apply(bc, (enum bench_mode)m, &paths[m]);
+            keys_fill(bc, bc->pairs);
+            int rc = tput_run(o, bc, &paths[m], &runs[m][i], err);
             if (rc < 0) {
                 return rc;
             }
-            print_tput_row(o, bc->size, bc->pairs, &r, &d);
         }
+    }
+    for (int m = 0; m < MODE_COUNT; m++) {
+        res[m] = paths[m].is_on ? tput_median(runs[m], o->repeat) : (struct tput_result){0};
     }
     return 0;
 }
 
-static int run_latency(const struct bench_opts *o, struct bench_case *bc, char *err)
+static int run_throughput(const struct bench_opts *o, struct bench_case *bc,
+                          const struct bench_path paths[MODE_COUNT], char *err)
 {
-    struct child_msg r, d;
+    struct case_result cases[MAX_LIST * MAX_LIST];
+    size_t ncases = 0;
+    print_tput_head(o);
+    for (size_t s = 0; s < o->nsizes; s++) {
+        for (size_t p = 0; p < o->npairs; p++) {
+            struct case_result *c = &cases[ncases++];
+            bc->size = c->size = o->sizes[s];
+            bc->pairs = c->pairs = (unsigned)o->pairs[p];
+            bc->rate_pps = o->rate_pps;
+            int rc = run_case(o, bc, paths, c->res, err);
+            if (rc < 0) {
+                return rc;
+            }
+            print_tput_row(o, bc->size, bc->pairs, c->res);
+        }
+    }
+    if (paths[MODE_MESH].is_on) {
+        print_mesh_table(o, cases, ncases);
+    }
+    return 0;
+}
+
+static int run_latency(const struct bench_opts *o, struct bench_case *bc,
+                       const struct bench_path paths[MODE_COUNT], char *err)
+{
+    static const char *const names[MODE_COUNT] = {
+        [MODE_RELAY] = "relay (2 relay hops)",
+        [MODE_DERPER] = "derper (2 relay hops)",
+        [MODE_MESH] = "mesh: relay 1 -> relay 2 -> relay 1 (4 relay hops)",
+        [MODE_DIRECT] = "direct TCP",
+    };
+    struct child_msg res[MODE_COUNT];
     bc->size = LAT_PACKET_LEN;
     bc->pairs = 1;
     bc->rtts = o->rtts;
     bc->rate_pps = 0;
-    bc->mode = MODE_RELAY;
-    keys_fill(bc, 1);
-    int rc = pp_measure(bc, &r, err);
-    bc->mode = MODE_DIRECT;
-    if (rc == 0) {
-        rc = pp_measure(bc, &d, err);
-    }
-    if (rc < 0) {
-        return rc;
+    for (int m = 0; m < MODE_COUNT; m++) {
+        if (!paths[m].is_on) {
+            continue;
+        }
+        path_apply(bc, (enum bench_mode)m, &paths[m]);
+        keys_fill(bc, 1);
+        int rc = pp_measure(bc, &res[m], err);
+        if (rc < 0) {
+            return rc;
+        }
     }
     printf("\n| path (%d B ping-pong) | round trips | p50 us | p99 us | min us | mean us |\n",
            LAT_PACKET_LEN);
     printf("|---|---:|---:|---:|---:|---:|\n");
-    print_lat_row("relay (2 relay hops)", &r);
-    print_lat_row("direct TCP", &d);
+    for (int m = 0; m < MODE_COUNT; m++) {
+        if (paths[m].is_on) {
+            print_lat_row(names[m], &res[m]);
+        }
+    }
     return 0;
 }
+
+/* ---- servers ---- */
+
+/* Writes a fresh random mesh key (64 lowercase hex) to dir/MESH_KEY_NAME,
+ * mode 0600; its path goes to path. */
+static int mesh_key_write(const char *dir, char *path, size_t path_len, char *err)
+{
+    uint8_t key[DERP_MESH_KEY_LEN];
+    char hex[2 * DERP_MESH_KEY_LEN + 1];
+    int n = snprintf(path, path_len, "%s/%s", dir, MESH_KEY_NAME);
+    if (n < 0 || (size_t)n >= path_len) {
+        return dc_err_set(err, -ENAMETOOLONG, "mesh key path too long");
+    }
+    randombytes_buf(key, sizeof(key));
+    sodium_bin2hex(hex, sizeof(hex), key, sizeof(key));
+    sodium_memzero(key, sizeof(key));
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int rc = fd >= 0 ? bench_write_all(fd, hex, 2 * DERP_MESH_KEY_LEN) : -errno;
+    sodium_memzero(hex, sizeof(hex));
+    if (fd >= 0) {
+        close(fd);
+    }
+    return rc < 0 ? dc_err_set(err, rc, "mesh key file `%s': %s", path, dc_strerror(rc)) : 0;
+}
+
+/* Polls both relays' /metrics until each reports its mesh link up. */
+static int mesh_wait_up(const struct bench_servers *sv, char *err)
+{
+    char *buf = malloc(1u << 16);
+    bool is_up[2] = {false, false};
+    uint64_t deadline = bench_now_ns() + (uint64_t)MESH_UP_MS * 1000000u;
+    if (buf == NULL) {
+        return dc_err_set(err, -ENOMEM, "out of memory");
+    }
+    while (!(is_up[0] && is_up[1]) && bench_now_ns() < deadline) {
+        for (size_t i = 0; i < 2; i++) {
+            if (!is_up[i] &&
+                bench_http_get(sv->mesh[i].port, "/metrics", buf, 1u << 16, 1000) > 0) {
+                is_up[i] = strstr(buf, MESH_UP_METRIC) != NULL;
+            }
+        }
+        usleep(50000);
+    }
+    free(buf);
+    if (!(is_up[0] && is_up[1])) {
+        return dc_err_set(err, -ETIMEDOUT, "mesh: derp_mesh_peers_up not 1 after %d ms (%s, %s)",
+                          MESH_UP_MS, is_up[0] ? "relay 1 up" : "relay 1 down",
+                          is_up[1] ? "relay 2 up" : "relay 2 down");
+    }
+    return 0;
+}
+
+/* Starts two derp-relays meshed with each other, on ports picked here
+ * because each one's --mesh-with must name both. */
+static int mesh_start(const struct bench_opts *o, struct bench_servers *sv, char *err)
+{
+    char key_path[BENCH_TMP_LEN + sizeof(MESH_KEY_NAME) + 1];
+    char with[2 * BENCH_URL_LEN + 2];
+    uint16_t ports[2] = {0, 0};
+    int rc = bench_tmp_dir_make(sv->mesh_dir, err);
+    if (rc == 0) {
+        rc = mesh_key_write(sv->mesh_dir, key_path, sizeof(key_path), err);
+    }
+    for (size_t i = 0; rc == 0 && i < 2; i++) {
+        rc = bench_free_port(&ports[i], err);
+    }
+    if (rc == 0 && ports[0] == ports[1]) {
+        rc = dc_err_set(err, -EADDRINUSE, "mesh: got port %u twice", ports[0]);
+    }
+    if (rc < 0) {
+        return rc;
+    }
+    snprintf(with, sizeof(with), "http://127.0.0.1:%u/derp,http://127.0.0.1:%u/derp", ports[0],
+             ports[1]);
+    const char *extra[] = {"--mesh-key-file", key_path, "--mesh-with", with, NULL};
+    for (size_t i = 0; rc == 0 && i < 2; i++) {
+        struct bench_server_opts so = {.kind = BENCH_SERVER_RELAY,
+                                       .bin = o->relay_bin,
+                                       .log_path = o->relay_log,
+                                       .port = ports[i],
+                                       .extra_args = extra};
+        rc = bench_server_start(&so, &sv->mesh[i], err);
+    }
+    return rc == 0 ? mesh_wait_up(sv, err) : rc;
+}
+
+static int servers_start(const struct bench_opts *o, struct bench_servers *sv,
+                         struct bench_path paths[MODE_COUNT], char *err)
+{
+    int rc = 0;
+    if (o->url == NULL) {
+        rc = bench_relay_start(o->relay_bin, o->relay_log, &sv->relay, err);
+    }
+    const char *url = o->url != NULL ? o->url : sv->relay.url;
+    paths[MODE_RELAY] = (struct bench_path){
+        .is_on = true, .rx_url = url, .tx_url = url, .pids = {sv->relay.pid, -1}};
+    paths[MODE_DIRECT] = (struct bench_path){.is_on = true, .pids = {-1, -1}};
+    if (rc == 0 && o->derper_bin != NULL) {
+        struct bench_server_opts so = {
+            .kind = BENCH_SERVER_DERPER, .bin = o->derper_bin, .log_path = o->derper_log};
+        rc = bench_server_start(&so, &sv->derper, err);
+        paths[MODE_DERPER] = (struct bench_path){.is_on = true,
+                                                 .rx_url = sv->derper.url,
+                                                 .tx_url = sv->derper.url,
+                                                 .pids = {sv->derper.pid, -1}};
+    }
+    if (rc == 0 && o->is_mesh) {
+        rc = mesh_start(o, sv, err);
+        paths[MODE_MESH] = (struct bench_path){.is_on = true,
+                                               .rx_url = sv->mesh[1].url,
+                                               .tx_url = sv->mesh[0].url,
+                                               .settle_ms = MESH_SETTLE_MS,
+                                               .pids = {sv->mesh[0].pid, sv->mesh[1].pid}};
+    }
+    return rc;
+}
+
+static void servers_stop(struct bench_servers *sv)
+{
+    bench_relay_stop(&sv->mesh[1]);
+    bench_relay_stop(&sv->mesh[0]);
+    bench_tmp_dir_remove(sv->mesh_dir, MESH_KEY_NAME);
+    bench_relay_stop(&sv->derper);
+    bench_relay_stop(&sv->relay);
+}
+
+/* ---- flags ---- */
 
 static void usage(FILE *f)
 {
@@ -1056,12 +1345,17 @@ static void usage(FILE *f)
                "  --relay-bin PATH   derp-relay to start (default: next to bench-relay)\n"
                "  --url URL          use a running relay instead (http://127.0.0.1:PORT/derp)\n"
                "  --relay-log PATH   relay's stderr (default /dev/null)\n"
+               "  --derper-bin PATH  also measure Tailscale's derper, started from PATH on a\n"
+               "                     loopback port (-a 127.0.0.1:PORT, plain HTTP)\n"
+               "  --derper-log PATH  derper's stderr (default /dev/null)\n"
+               "  --mesh             also measure across two meshed derp-relays started here:\n"
+               "                     senders on relay 1, receivers on relay 2\n"
                "  --seconds N        measured window per case (default 3)\n"
                "  --warmup-ms N      warm-up before each window (default 500)\n"
                "  --rtts N           measured ping-pong round trips (default 10000)\n"
                "  --sizes A,B,..     packet sizes in bytes (default 100,1200,65000)\n"
                "  --pairs A,B,..     pair counts (default 1,100)\n"
-               "  --repeat N         runs per case, relay and direct in turn; median shown\n"
+               "  --repeat N         runs per case, every path in turn; median shown\n"
                "                     (default 3)\n"
                "  --rate PPS         offer PPS packets/s per case over all pairs (default 0:\n"
                "                     as fast as the sockets take them)\n");
@@ -1103,6 +1397,17 @@ static int parse_opt(struct bench_opts *o, int ch, const char *arg, char *err)
     case 'l':
         o->relay_log = arg;
         return 0;
+    case 'D':
+        o->derper_bin = arg;
+        return access(arg, X_OK) == 0
+                   ? 0
+                   : dc_err_set(err, -ENOENT, "--derper-bin: not an executable: `%s'", arg);
+    case 'L':
+        o->derper_log = arg;
+        return 0;
+    case 'm':
+        o->is_mesh = true;
+        return 0;
     case 's':
         return bench_parse_uint("--seconds", arg, 1, 3600, &o->seconds, err);
     case 'w':
@@ -1127,6 +1432,9 @@ static int parse_flags(int argc, char **argv, struct bench_opts *o, char *err)
     static const struct option longopts[] = {{"relay-bin", required_argument, NULL, 'b'},
                                              {"url", required_argument, NULL, 'u'},
                                              {"relay-log", required_argument, NULL, 'l'},
+                                             {"derper-bin", required_argument, NULL, 'D'},
+                                             {"derper-log", required_argument, NULL, 'L'},
+                                             {"mesh", no_argument, NULL, 'm'},
                                              {"seconds", required_argument, NULL, 's'},
                                              {"warmup-ms", required_argument, NULL, 'w'},
                                              {"rtts", required_argument, NULL, 'r'},
@@ -1162,12 +1470,20 @@ static int parse_flags(int argc, char **argv, struct bench_opts *o, char *err)
     return rc;
 }
 
-static void print_header(const struct bench_opts *o, const struct bench_relay *relay,
-                         const char *url)
+static void print_header(const struct bench_opts *o, const struct bench_servers *sv,
+                         const struct bench_path paths[MODE_COUNT])
 {
-    printf("bench-relay: relay %s", url);
-    if (relay->pid > 0) {
-        printf(" (started %s, pid %d)", o->relay_bin, (int)relay->pid);
+    printf("bench-relay: relay %s", paths[MODE_RELAY].rx_url);
+    if (sv->relay.pid > 0) {
+        printf(" (started %s, pid %d)", o->relay_bin, (int)sv->relay.pid);
+    }
+    if (paths[MODE_DERPER].is_on) {
+        printf("\nderper %s (started %s, pid %d)", sv->derper.url, o->derper_bin,
+               (int)sv->derper.pid);
+    }
+    if (paths[MODE_MESH].is_on) {
+        printf("\nmesh: relay 1 %s (pid %d) <-> relay 2 %s (pid %d)", sv->mesh[0].url,
+               (int)sv->mesh[0].pid, sv->mesh[1].url, (int)sv->mesh[1].pid);
     }
     printf("\nwindow %lu s per run after %lu ms warm-up, median of %lu runs per case; sender "
            "and receiver are separate processes; MB/s = packet bytes delivered (10^6 B/s)\n",
@@ -1183,7 +1499,9 @@ int main(int argc, char **argv)
 {
     char err[DC_ERR_LEN] = "";
     struct bench_opts o;
-    struct bench_relay relay = {.pid = -1};
+    struct bench_servers sv = {
+        .relay = {.pid = -1}, .derper = {.pid = -1}, .mesh = {{.pid = -1}, {.pid = -1}}};
+    struct bench_path paths[MODE_COUNT] = {{0}};
     struct bench_case bc = {0};
     int rc = parse_flags(argc, argv, &o, err);
     if (rc != 0) {
@@ -1203,22 +1521,21 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < o.npairs; i++) {
         max_pairs = o.pairs[i] > max_pairs ? o.pairs[i] : max_pairs;
     }
-    (void)bench_raise_nofile(); /* the relay inherits it: 2 fds per pair there */
+    (void)bench_raise_nofile(); /* the servers inherit it: 2 fds per pair there */
     bc.rx_keys = calloc(max_pairs, sizeof(*bc.rx_keys));
     bc.tx_keys = calloc(max_pairs, sizeof(*bc.tx_keys));
     rc = bc.rx_keys != NULL && bc.tx_keys != NULL ? 0 : dc_err_set(err, -ENOMEM, "out of memory");
-    if (rc == 0 && o.url == NULL) {
-        rc = bench_relay_start(o.relay_bin, o.relay_log, &relay, err);
-    }
-    bc.url = o.url != NULL ? o.url : relay.url;
     if (rc == 0) {
-        print_header(&o, &relay, bc.url);
-        rc = run_throughput(&o, &bc, relay.pid, err);
+        rc = servers_start(&o, &sv, paths, err);
     }
     if (rc == 0) {
-        rc = run_latency(&o, &bc, err);
+        print_header(&o, &sv, paths);
+        rc = run_throughput(&o, &bc, paths, err);
     }
-    bench_relay_stop(&relay);
+    if (rc == 0) {
+        rc = run_latency(&o, &bc, paths, err);
+    }
+    servers_stop(&sv);
     keys_free(&bc, max_pairs);
     if (rc < 0) {
         fprintf(stderr, "bench-relay: %s\n", err[0] != '\0' ? err : dc_strerror(rc));

@@ -41,9 +41,7 @@ int bench_default_relay_bin(const char *argv0, char *out, size_t out_len)
     return 0;
 }
 
-/* Asks the kernel for a free loopback port. Another process could take it
- * before the relay binds; bench_relay_start() then retries. */
-static int free_port(uint16_t *port, char *err)
+int bench_free_port(uint16_t *port, char *err)
 {
     int fd = dc_net_listen_tcp("127.0.0.1:0", 1, err);
     if (fd < 0) {
@@ -54,22 +52,48 @@ static int free_port(uint16_t *port, char *err)
     return *port != 0 ? 0 : dc_err_set(err, -EADDRNOTAVAIL, "getsockname: no port");
 }
 
-/* In the child: stderr to the log, then exec the relay. Never returns. */
-static void exec_relay(const char *bin, const char *log_path, uint16_t port)
+/* Name of derper's key file inside its tmp_dir. */
+#define DERPER_KEY_NAME "derper.key"
+
+/* In the child: stderr to the log, then exec the server. Never returns. */
+static void exec_server(const struct bench_server_opts *o, const struct bench_relay *r)
 {
-    int fd = open(log_path != NULL ? log_path : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
+    int fd =
+        open(o->log_path != NULL ? o->log_path : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
         dup2(fd, STDERR_FILENO);
         close(fd);
     }
-    char listen[32];
-    snprintf(listen, sizeof(listen), "127.0.0.1:%u", port);
-    execl(bin, bin, "--listen", listen, "--stun-listen", "off", "--drain-ms", BENCH_RELAY_DRAIN_MS,
-          (char *)NULL);
+    char listen[32], key_path[BENCH_TMP_LEN + sizeof(DERPER_KEY_NAME)];
+    const char *argv[16 + BENCH_MAX_EXTRA_ARGS] = {NULL};
+    size_t n = 0;
+    snprintf(listen, sizeof(listen), "127.0.0.1:%u", r->port);
+    argv[n++] = o->bin;
+    if (o->kind == BENCH_SERVER_DERPER) {
+        /* Plain HTTP on exactly this address (port not 443); never -dev, which
+         * listens on every interface. An empty -mesh-psk-file keeps derper
+         * from picking up a mesh key from $HOME. */
+        snprintf(key_path, sizeof(key_path), "%s/%s", r->tmp_dir, DERPER_KEY_NAME);
+        const char *args[] = {"-a", listen, "-stun=false", "-mesh-psk-file=", "-c", key_path};
+        for (size_t i = 0; i < sizeof(args) / sizeof(args[0]); i++) {
+            argv[n++] = args[i];
+        }
+    } else {
+        const char *args[] = {"--listen", listen,       "--stun-listen",
+                              "off",      "--drain-ms", BENCH_RELAY_DRAIN_MS};
+        for (size_t i = 0; i < sizeof(args) / sizeof(args[0]); i++) {
+            argv[n++] = args[i];
+        }
+        for (size_t i = 0;
+             o->extra_args != NULL && o->extra_args[i] != NULL && i < BENCH_MAX_EXTRA_ARGS; i++) {
+            argv[n++] = o->extra_args[i];
+        }
+    }
+    execv(o->bin, (char *const *)argv);
     _exit(127);
 }
 
-/* Polls until the relay accepts a TCP connection, it exits, or time is up. */
+/* Polls until the server accepts a TCP connection, it exits, or time is up. */
 static int wait_listening(struct bench_relay *r, char *err)
 {
     uint64_t deadline = bench_now_ns() + (uint64_t)BENCH_RELAY_START_MS * 1000000u;
@@ -77,7 +101,7 @@ static int wait_listening(struct bench_relay *r, char *err)
         int status;
         if (waitpid(r->pid, &status, WNOHANG) == r->pid) {
             r->pid = -1;
-            return dc_err_set(err, -ECHILD, "derp-relay exited during startup (status %d)",
+            return dc_err_set(err, -ECHILD, "server exited during startup (status %d)",
                               WIFEXITED(status) ? WEXITSTATUS(status) : -1);
         }
         int fd = dc_net_connect_tcp("127.0.0.1", r->port, 200, NULL);
@@ -87,47 +111,119 @@ static int wait_listening(struct bench_relay *r, char *err)
         }
         usleep(20000);
     }
-    return dc_err_set(err, -ETIMEDOUT, "derp-relay not listening on port %u after %d ms", r->port,
+    return dc_err_set(err, -ETIMEDOUT, "server not listening on port %u after %d ms", r->port,
                       BENCH_RELAY_START_MS);
 }
 
-int bench_relay_start(const char *bin, const char *log_path, struct bench_relay *r, char *err)
+int bench_server_start(const struct bench_server_opts *o, struct bench_relay *r, char *err)
 {
-    r->pid = -1;
-    int rc = -EADDRINUSE;
-    /* A few tries: the free port can be taken between free_port() and bind. */
-    for (int attempt = 0; attempt < 3 && rc < 0; attempt++) {
-        rc = free_port(&r->port, err);
+    *r = (struct bench_relay){.pid = -1};
+    int rc = o->kind == BENCH_SERVER_DERPER ? bench_tmp_dir_make(r->tmp_dir, err) : 0;
+    /* A free port can be taken between bench_free_port() and the server's
+     * bind: then try again, unless the caller fixed the port. */
+    for (int attempt = 0; rc == 0 && attempt < 3; attempt++) {
+        r->port = o->port;
+        rc = r->port == 0 ? bench_free_port(&r->port, err) : 0;
         if (rc < 0) {
-            return rc;
+            break;
         }
+        fflush(NULL);
         r->pid = fork();
         if (r->pid < 0) {
-            return dc_err_set(err, -errno, "fork: %s", strerror(errno));
+            rc = dc_err_set(err, -errno, "fork: %s", strerror(errno));
+            break;
         }
         if (r->pid == 0) {
-            exec_relay(bin, log_path, r->port);
+            exec_server(o, r);
         }
         rc = wait_listening(r, err);
-        if (rc == -ETIMEDOUT) {
-            bench_relay_stop(r);
-            return rc;
+        if (rc != -ECHILD || o->port != 0) {
+            break;
         }
     }
     if (rc == 0) {
         snprintf(r->url, sizeof(r->url), "http://127.0.0.1:%u/derp", r->port);
+    } else {
+        bench_relay_stop(r);
     }
     return rc;
 }
 
+int bench_relay_start(const char *bin, const char *log_path, struct bench_relay *r, char *err)
+{
+    struct bench_server_opts o = {.kind = BENCH_SERVER_RELAY, .bin = bin, .log_path = log_path};
+    return bench_server_start(&o, r, err);
+}
+
 void bench_relay_stop(struct bench_relay *r)
 {
-    if (r->pid <= 0) {
+    if (r->pid > 0) {
+        kill(r->pid, SIGTERM);
+        (void)bench_reap(r->pid, BENCH_RELAY_STOP_MS);
+    }
+    r->pid = -1;
+    bench_tmp_dir_remove(r->tmp_dir, DERPER_KEY_NAME);
+    r->tmp_dir[0] = '\0';
+}
+
+int bench_tmp_dir_make(char out[static BENCH_TMP_LEN], char *err)
+{
+    snprintf(out, BENCH_TMP_LEN, "/tmp/bench-XXXXXX");
+    if (mkdtemp(out) == NULL) {
+        int e = -errno;
+        out[0] = '\0';
+        return dc_err_set(err, e, "mkdtemp: %s", strerror(-e));
+    }
+    return 0;
+}
+
+void bench_tmp_dir_remove(const char *dir, const char *name)
+{
+    if (dir[0] == '\0') {
         return;
     }
-    kill(r->pid, SIGTERM);
-    (void)bench_reap(r->pid, BENCH_RELAY_STOP_MS);
-    r->pid = -1;
+    char path[BENCH_TMP_LEN + 64];
+    if (name != NULL && snprintf(path, sizeof(path), "%s/%s", dir, name) < (int)sizeof(path)) {
+        (void)unlink(path);
+    }
+    (void)rmdir(dir);
+}
+
+long bench_http_get(uint16_t port, const char *path, char *buf, size_t len, int timeout_ms)
+{
+    uint64_t deadline = bench_now_ns() + (uint64_t)timeout_ms * 1000000u;
+    char req[256];
+    int n =
+        snprintf(req, sizeof(req),
+                 "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%u\r\nConnection: close\r\n\r\n", path, port);
+    if (n < 0 || (size_t)n >= sizeof(req) || len == 0) {
+        return -EINVAL;
+    }
+    int fd = dc_net_connect_tcp("127.0.0.1", port, timeout_ms, NULL);
+    if (fd < 0) {
+        return fd;
+    }
+    long rc = bench_write_all(fd, req, (size_t)n);
+    size_t got = 0;
+    while (rc == 0) {
+        uint64_t now = bench_now_ns();
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (now >= deadline || poll(&pfd, 1, (int)((deadline - now) / 1000000u) + 1) == 0) {
+            rc = -ETIMEDOUT;
+            break;
+        }
+        ssize_t r = read(fd, buf + got, len - 1 - got);
+        if (r < 0 && errno != EINTR && errno != EAGAIN) {
+            rc = -errno;
+        }
+        got += r > 0 ? (size_t)r : 0;
+        if (r == 0 || got == len - 1) {
+            break; /* EOF: the whole answer; or buf is full */
+        }
+    }
+    close(fd);
+    buf[got] = '\0';
+    return rc < 0 ? rc : (long)got;
 }
 
 int bench_reap(pid_t pid, int timeout_ms)
