@@ -333,6 +333,9 @@ static void mesh_connect(struct derp_mesh_peer *p, const struct addrinfo *res)
     }
     c->mesh_peer = p;
     c->ctl.max = 16u << 20;
+    if (derp__queue_deepen(&c->q_data, DERP_MESH_QUEUE_DEPTH) < 0) {
+        /* the inline 32 still work: only bursts suffer */
+    }
     c->state = DERP_CONN_MESH_CONNECTING;
     p->conn = c;
     s->stats.mesh_dials++;

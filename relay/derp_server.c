@@ -46,27 +46,54 @@ static uint64_t cfg_or(uint32_t v, uint32_t def)
 
 /* ---- queues ---- */
 
+static unsigned queue_cap(const struct derp_queue *q)
+{
+    return q->cap != 0 ? q->cap : DERP_SEND_QUEUE_DEPTH;
+}
+
+static struct derp_pkt **queue_slots(struct derp_queue *q)
+{
+    return q->big != NULL ? q->big : q->inline_slot;
+}
+
+int derp__queue_deepen(struct derp_queue *q, uint16_t cap)
+{
+    struct derp_pkt **big = calloc(cap, sizeof(*big));
+    if (big == NULL) {
+        return -ENOMEM;
+    }
+    q->big = big;
+    q->cap = cap;
+    q->head = q->count = 0;
+    return 0;
+}
+
 void derp__queue_push(struct derp_server *s, struct derp_queue *q, struct derp_pkt *p)
 {
-    if (q->count == DERP_SEND_QUEUE_DEPTH) {
-        derp__pkt_put(&s->pool, q->slot[q->head]);
-        q->head = (uint8_t)((q->head + 1) % DERP_SEND_QUEUE_DEPTH);
+    unsigned cap = queue_cap(q);
+    struct derp_pkt **slot = queue_slots(q);
+    if (q->count == cap) {
+        derp__pkt_put(&s->pool, slot[q->head]);
+        q->head = (uint16_t)((q->head + 1) % cap);
         q->count--;
         s->stats.drop_queue_head++;
     }
-    q->slot[(q->head + q->count) % DERP_SEND_QUEUE_DEPTH] = p;
+    slot[(q->head + q->count) % cap] = p;
     q->count++;
 }
 
-static struct derp_pkt *queue_peek(const struct derp_queue *q, unsigned i)
+struct derp_pkt *derp__queue_peek(const struct derp_queue *q, unsigned i)
 {
-    return q->slot[(q->head + i) % DERP_SEND_QUEUE_DEPTH];
+    const struct derp_pkt *const *slot = q->big != NULL
+                                             ? (const struct derp_pkt *const *)q->big
+                                             : (const struct derp_pkt *const *)q->inline_slot;
+    return (struct derp_pkt *)slot[(q->head + i) % queue_cap(q)];
 }
 
 struct derp_pkt *derp__queue_pop(struct derp_queue *q)
 {
-    struct derp_pkt *p = q->slot[q->head];
-    q->head = (uint8_t)((q->head + 1) % DERP_SEND_QUEUE_DEPTH);
+    struct derp_pkt *p = queue_slots(q)[q->head];
+    q->head = (uint16_t)((q->head + 1) % queue_cap(q));
     q->count--;
     return p;
 }
@@ -176,6 +203,8 @@ static void conn_free(struct derp_server *s, struct derp_conn *c)
     derp__pkt_put(&s->pool, c->partial);
     dc_buf_deinit(&c->ctl);
     dc_buf_deinit(&c->ws_out);
+    free(c->q_data.big);
+    free(c->q_disco.big);
     free(c->sources);
     free(c);
 }
@@ -342,7 +371,7 @@ static int conn_build_iov(struct derp_conn *c, struct iovec *iov)
     const struct derp_queue *qs[2] = {&c->q_disco, &c->q_data};
     for (int qi = 0; qi < 2; qi++) {
         for (unsigned i = 0; i < qs[qi]->count && n < WRITE_IOV_MAX; i++) {
-            struct derp_pkt *p = queue_peek(qs[qi], i);
+            struct derp_pkt *p = derp__queue_peek(qs[qi], i);
             iov[n].iov_base = p->data;
             iov[n++].iov_len = p->len;
         }
@@ -485,7 +514,7 @@ static void conn_flush(struct derp_conn *c)
 void derp__conn_enqueue(struct derp_conn *c, struct derp_queue *q, struct derp_pkt *p)
 {
     struct derp_server *s = c->srv;
-    if (q->count == DERP_SEND_QUEUE_DEPTH && !c->wants_write) {
+    if (q->count == queue_cap(q) && !c->wants_write) {
         /* A burst filled the queue within one wake-up: write now, so packets
          * are dropped only when the client's socket is full, not because the
          * batched flush has not run yet. (A socket already known to be full

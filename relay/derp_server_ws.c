@@ -133,7 +133,7 @@ static size_t ws_pending(const struct derp_conn *c)
     const struct derp_queue *qs[2] = {&c->q_disco, &c->q_data};
     for (int qi = 0; qi < 2; qi++) {
         for (unsigned i = 0; i < qs[qi]->count; i++) {
-            n += qs[qi]->slot[(qs[qi]->head + i) % DERP_SEND_QUEUE_DEPTH]->len;
+            n += derp__queue_peek(qs[qi], i)->len;
         }
     }
     return n;

@@ -66,11 +66,18 @@ enum derp_conn_state {
 struct derp_mesh;
 struct derp_mesh_peer;
 
-/* A bounded FIFO of packets for one destination; full means drop the oldest. */
+/* Packets queued on a mesh link: one connection carries what many clients
+ * would each queue, so it gets a deeper queue than a client's 32. */
+#define DERP_MESH_QUEUE_DEPTH 2048
+
+/* A bounded FIFO of packets for one destination; full means drop the oldest.
+ * The all-zero queue holds DERP_SEND_QUEUE_DEPTH packets in inline_slot. */
 struct derp_queue {
-    struct derp_pkt *slot[DERP_SEND_QUEUE_DEPTH]; /* owned */
-    uint8_t head;                                 /* index of the oldest */
-    uint8_t count;                                /* packets queued */
+    struct derp_pkt **big; /* owned slot array of cap entries, or NULL: inline */
+    uint16_t cap;          /* 0 means DERP_SEND_QUEUE_DEPTH (inline) */
+    uint16_t head;         /* index of the oldest */
+    uint16_t count;        /* packets queued */
+    struct derp_pkt *inline_slot[DERP_SEND_QUEUE_DEPTH]; /* owned packets */
 };
 
 struct derp_client_set;
@@ -198,6 +205,10 @@ void derp__queue_push(struct derp_server *s, struct derp_queue *q, struct derp_p
 /* Queues p (owned) on c's queue q and marks c dirty; a full queue is flushed
  * to the socket first, and only what the socket will not take is dropped. */
 void derp__conn_enqueue(struct derp_conn *c, struct derp_queue *q, struct derp_pkt *p);
+/* The i-th oldest packet of q (i < count), borrowed. */
+struct derp_pkt *derp__queue_peek(const struct derp_queue *q, unsigned i);
+/* Gives q (empty) a deeper slot array; returns 0 or -ENOMEM. */
+int derp__queue_deepen(struct derp_queue *q, uint16_t cap) DC_MUST_CHECK;
 /* Removes and returns the oldest packet of a non-empty q (caller owns it). */
 struct derp_pkt *derp__queue_pop(struct derp_queue *q);
 /* Queues bytes for c (control stream); closes c when over its limit. */
