@@ -959,8 +959,14 @@ static void conn_on_readable(struct derp_conn *c)
         if (n == -EAGAIN) {
             break;
         }
-        if (n <= 0) {
-            derp__conn_close(c, n < 0, n == 0 ? "client hung up" : "read error");
+        if (n == 0 || n == -ECONNRESET) {
+            derp__conn_close(c, false, "client hung up");
+            return;
+        }
+        if (n < 0) {
+            char why[64];
+            snprintf(why, sizeof(why), "read error: %s", dc_strerror((int)n));
+            derp__conn_close(c, true, why);
             return;
         }
         budget = (size_t)n >= budget ? 0 : budget - (size_t)n;

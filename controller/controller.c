@@ -1,0 +1,265 @@
+#include "controller.h"
+
+#include "annot.h"
+#include "buf.h"
+#include "derpmap.h"
+#include "log.h"
+#include "map_server.h"
+#include "region_ids.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* What the previous snapshot said about one Cluster, to log changes once. */
+struct cluster_note {
+    char *name;  /* owned */
+    char *error; /* owned; NULL when the Cluster was valid */
+    char *desc;  /* owned; "host:port insecure" of a valid region, for change logs */
+};
+
+struct controller {
+    char central_host[ANNOT_HOST_MAX_LEN + 1];
+    struct annot_endpoint central;
+    char *state_dir;           /* owned or NULL */
+    struct map_server *server; /* borrowed */
+    struct region_ids ids;
+    struct dc_buf json; /* the map being built */
+    char etag[DERPMAP_ETAG_LEN];
+    uint64_t generation;        /* maps published */
+    size_t regions;             /* cluster regions in the current map */
+    size_t invalid;             /* Clusters left out for bad annotations */
+    struct cluster_note *notes; /* owned, from the previous snapshot */
+    size_t nnotes;
+};
+
+int controller_new(const struct controller_opts *opts, struct controller **out, char *err)
+{
+    struct controller *ctl = calloc(1, sizeof(*ctl));
+    if (ctl == NULL) {
+        return dc_err_set(err, -ENOMEM, "out of memory");
+    }
+    char why[DC_ERR_LEN];
+    const char *ce = opts->central_endpoint != NULL ? opts->central_endpoint : "";
+    int rc = annot_endpoint_parse(ce, strlen(ce), &ctl->central, why);
+    if (rc < 0) {
+        free(ctl);
+        return dc_err_set(err, rc, "--central-endpoint: %s", why);
+    }
+    region_ids_init(&ctl->ids);
+    dc_buf_init(&ctl->json, DERPMAP_MAX_JSON);
+    ctl->server = opts->server;
+    if (opts->state_dir != NULL) {
+        ctl->state_dir = strdup(opts->state_dir);
+        rc = ctl->state_dir == NULL ? -ENOMEM : region_ids_load(&ctl->ids, ctl->state_dir, why);
+        if (rc < 0) {
+            controller_free(ctl);
+            return dc_err_set(err, rc, "--state-dir: %s", why);
+        }
+    }
+    *out = ctl;
+    return 0;
+}
+
+static void notes_free(struct cluster_note *notes, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(notes[i].name);
+        free(notes[i].error);
+        free(notes[i].desc);
+    }
+    free(notes);
+}
+
+void controller_free(struct controller *ctl)
+{
+    if (ctl == NULL) {
+        return;
+    }
+    region_ids_deinit(&ctl->ids);
+    dc_buf_deinit(&ctl->json);
+    notes_free(ctl->notes, ctl->nnotes);
+    free(ctl->state_dir);
+    free(ctl);
+}
+
+static const struct cluster_note *note_find(const struct controller *ctl, const char *name)
+{
+    for (size_t i = 0; i < ctl->nnotes; i++) {
+        if (strcmp(ctl->notes[i].name, name) == 0) {
+            return &ctl->notes[i];
+        }
+    }
+    return NULL;
+}
+
+static int region_cmp(const void *a, const void *b)
+{
+    const struct derpmap_region *x = a, *y = b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Validates one Cluster into r (ID, host, ...); returns false with why set when invalid. */
+static bool cluster_region(struct controller *ctl, const struct cluster_input *c,
+                           struct annot_endpoint *ep, struct derpmap_region *r, char *why)
+{
+    bool insecure = false;
+    if (annot_endpoint_parse(c->endpoint, strlen(c->endpoint), ep, why) < 0) {
+        return false;
+    }
+    if (c->insecure != NULL &&
+        annot_insecure_parse(c->insecure, strlen(c->insecure), &insecure, why) < 0) {
+        return false;
+    }
+    uint32_t id = region_ids_get(&ctl->ids, c->name);
+    if (id == 0) {
+        dc_err_set(why, -ENOMEM, "no region ID available");
+        return false;
+    }
+    *r = (struct derpmap_region){
+        .id = id,
+        .code = c->name,
+        .name = c->display_name != NULL && c->display_name[0] != '\0' ? c->display_name : c->name,
+        .host = ep->host,
+        .is_ipv4 = ep->is_ipv4,
+        .is_ipv6 = ep->is_ipv6,
+        .derp_port = ep->port,
+        .stun_port = -1, /* behind an Ingress: no UDP */
+        .insecure_for_tests = insecure};
+    return true;
+}
+
+static void log_change(const struct controller *ctl, const struct cluster_input *c,
+                       const char *error, const char *desc)
+{
+    const struct cluster_note *old = note_find(ctl, c->name);
+    const char *from = c->origin != NULL ? c->origin : "";
+    if (error != NULL) {
+        if (old == NULL || old->error == NULL || strcmp(old->error, error) != 0) {
+            dc_log(DC_LOG_WARN, "derp-map", "cluster %s%s%s left out of the DERP map: %s", c->name,
+                   from[0] ? " in " : "", from, error);
+        }
+        return;
+    }
+    if (old != NULL && old->error != NULL) {
+        dc_log(DC_LOG_INFO, "derp-map", "cluster %s is valid again: %s", c->name, desc);
+    } else if (old == NULL || old->desc == NULL) {
+        dc_log(DC_LOG_DEBUG, "derp-map", "region added: cluster %s %s", c->name, desc);
+    } else if (strcmp(old->desc, desc) != 0) {
+        dc_log(DC_LOG_DEBUG, "derp-map", "region changed: cluster %s %s (was %s)", c->name, desc,
+               old->desc);
+    }
+}
+
+static void log_removed(const struct controller *ctl, const struct cluster_note *fresh, size_t n)
+{
+    for (size_t i = 0; i < ctl->nnotes; i++) {
+        bool kept = false;
+        for (size_t j = 0; j < n && !kept; j++) {
+            kept = strcmp(fresh[j].name, ctl->notes[i].name) == 0 && fresh[j].desc != NULL;
+        }
+        if (!kept && ctl->notes[i].desc != NULL) {
+            dc_log(DC_LOG_DEBUG, "derp-map", "region removed: cluster %s", ctl->notes[i].name);
+        }
+    }
+}
+
+static void publish(struct controller *ctl, const struct derpmap_region *regions, size_t n)
+{
+    int rc = derpmap_format(regions, n, &ctl->json);
+    if (rc < 0) {
+        dc_log(DC_LOG_ERROR, "derp-map", "cannot format the map: %s; keeping the last one",
+               dc_strerror(rc));
+        return;
+    }
+    char etag[DERPMAP_ETAG_LEN];
+    derpmap_etag(ctl->json.p, ctl->json.len, etag);
+    if (ctl->generation > 0 && strcmp(etag, ctl->etag) == 0) {
+        return; /* same bytes: waiters keep waiting */
+    }
+    if (map_server_set_map(ctl->server, ctl->json.p, ctl->json.len, etag) < 0) {
+        dc_log(DC_LOG_ERROR, "derp-map", "out of memory publishing the map; keeping the last one");
+        return;
+    }
+    memcpy(ctl->etag, etag, sizeof(etag));
+    ctl->generation++;
+    dc_log(DC_LOG_INFO, "derp-map", "map generation %llu: %zu cluster regions, etag %s",
+           (unsigned long long)ctl->generation, n - 1, etag);
+}
+
+void controller_apply(struct controller *ctl, const struct cluster_input *clusters, size_t n)
+{
+    struct derpmap_region *regions = calloc(n + 1, sizeof(*regions));
+    struct annot_endpoint *eps = calloc(n + 1, sizeof(*eps));
+    struct cluster_note *notes = calloc(n + 1, sizeof(*notes));
+    if (regions == NULL || eps == NULL || notes == NULL) {
+        dc_log(DC_LOG_ERROR, "derp-map", "out of memory: keeping the last map");
+        goto out;
+    }
+    regions[0] = (struct derpmap_region){.id = DERPMAP_CENTRAL_ID,
+                                         .code = DERPMAP_CENTRAL_CODE,
+                                         .name = DERPMAP_CENTRAL_NAME,
+                                         .host = ctl->central.host,
+                                         .is_ipv4 = ctl->central.is_ipv4,
+                                         .is_ipv6 = ctl->central.is_ipv6,
+                                         .derp_port = ctl->central.port};
+    size_t nr = 1, nnotes = 0, invalid = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct cluster_input *c = &clusters[i];
+        if (c->endpoint == NULL) {
+            continue; /* not a relay */
+        }
+        char why[DC_ERR_LEN] = "";
+        char desc[512] = "";
+        bool ok = cluster_region(ctl, c, &eps[nr], &regions[nr], why);
+        if (ok) {
+            snprintf(desc, sizeof(desc), "region %u host %s port %u%s", regions[nr].id,
+                     regions[nr].host, regions[nr].derp_port ? regions[nr].derp_port : 443,
+                     regions[nr].insecure_for_tests ? " insecure" : "");
+        }
+        log_change(ctl, c, ok ? NULL : why, desc);
+        notes[nnotes].name = strdup(c->name);
+        notes[nnotes].error = ok ? NULL : strdup(why);
+        notes[nnotes].desc = ok ? strdup(desc) : NULL;
+        nnotes++;
+        nr += ok ? 1 : 0;
+        invalid += ok ? 0 : 1;
+    }
+    log_removed(ctl, notes, nnotes);
+    notes_free(ctl->notes, ctl->nnotes);
+    ctl->notes = notes;
+    ctl->nnotes = nnotes;
+    notes = NULL;
+    if (ctl->ids.is_dirty && ctl->state_dir != NULL) {
+        char why[DC_ERR_LEN];
+        if (region_ids_save(&ctl->ids, ctl->state_dir, why) < 0) {
+            dc_log(DC_LOG_ERROR, "derp-map", "saving region IDs: %s", why);
+        }
+    }
+    if (nr > 2) {
+        qsort(regions + 1, nr - 1, sizeof(*regions), region_cmp);
+    }
+    ctl->regions = nr - 1;
+    ctl->invalid = invalid;
+    publish(ctl, regions, nr);
+out:
+    free(regions);
+    free(eps);
+    if (notes != NULL) {
+        notes_free(notes, 0);
+    }
+}
+
+void controller_metrics(void *arg, struct dc_buf *out)
+{
+    const struct controller *ctl = arg;
+    dc_buf_printf(out,
+                  "# HELP derp_map_regions Cluster regions in the served map.\n"
+                  "# TYPE derp_map_regions gauge\nderp_map_regions %zu\n"
+                  "# HELP derp_map_invalid_clusters Clusters left out for bad annotations.\n"
+                  "# TYPE derp_map_invalid_clusters gauge\nderp_map_invalid_clusters %zu\n"
+                  "# HELP derp_map_generation Maps published since start.\n"
+                  "# TYPE derp_map_generation counter\nderp_map_generation %llu\n",
+                  ctl->regions, ctl->invalid, (unsigned long long)ctl->generation);
+}

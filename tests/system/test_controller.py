@@ -1,0 +1,290 @@
+"""System tests: derp-controller in directory mode, on loopback."""
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import derptest as d  # noqa: E402
+
+# tailcfg.DERPMap / DERPRegion / DERPNode field names: Tailscale's decoder
+# (DisallowUnknownFields) accepts nothing else.
+MAP_KEYS = {"HomeParams", "Regions", "omitDefaultRegions"}
+REGION_KEYS = {"RegionID", "RegionCode", "RegionName", "Latitude", "Longitude", "Avoid",
+               "NoMeasureNoHome", "Nodes"}
+NODE_KEYS = {"Name", "RegionID", "HostName", "CertName", "IPv4", "IPv6", "STUNPort", "STUNOnly",
+             "DERPPort", "InsecureForTests", "STUNTestIP", "CanPort80"}
+
+
+def cluster_yaml(name, endpoint=None, insecure=None, display=None):
+    lines = ["apiVersion: management.loft.sh/v1", "kind: Cluster", "metadata:",
+             "  name: %s" % name]
+    ann = {}
+    if endpoint is not None:
+        ann["loft.sh/derp-endpoint"] = endpoint
+    if insecure is not None:
+        ann["loft.sh/derp-endpoint-insecure"] = insecure
+    if ann:
+        lines.append("  annotations:")
+        lines += ['    %s: "%s"' % kv for kv in ann.items()]
+    if display:
+        lines += ["spec:", "  displayName: %s" % display]
+    return "\n".join(lines) + "\n"
+
+
+class Controller:
+    def __init__(self, clusters_dir=None, state_dir=None, central="platform.example.com",
+                 env=None):
+        self.dir = clusters_dir or tempfile.mkdtemp(prefix="clusters-")
+        self.state = state_dir or tempfile.mkdtemp(prefix="state-")
+        self.port = d.free_port()
+        self.log_path = os.path.join(tempfile.mkdtemp(), "controller.log")
+        self.log = open(self.log_path, "wb")
+        e = dict(os.environ)
+        e.update(env or {})
+        self.proc = subprocess.Popen(
+            [os.path.join(d.BIN, "derp-controller"), "--clusters-dir", self.dir,
+             "--central-endpoint", central, "--listen", "127.0.0.1:%d" % self.port,
+             "--state-dir", self.state], stdout=self.log, stderr=self.log, env=e)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("derp-controller exited: " + self.logs())
+            try:
+                if self.get("/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("derp-controller not ready: " + self.logs())
+
+    def logs(self):
+        if not self.log.closed:
+            self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def get(self, path, headers=None, timeout=10):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        c.request("GET", path, headers=headers or {})
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        return r.status, dict(r.getheaders()), body
+
+    def derpmap(self):
+        status, headers, body = self.get("/derpmap")
+        assert status == 200, status
+        m = json.loads(body)
+        check_types(m)
+        return m, headers["ETag"], body
+
+    def write(self, name, text):
+        tmp = os.path.join(self.dir, "." + name + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.rename(tmp, os.path.join(self.dir, name))  # an editor's atomic save
+
+    def wait_map(self, cond, timeout=5):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            m = self.derpmap()[0]
+            if cond(m):
+                return m
+            time.sleep(0.05)
+        raise AssertionError("map never matched: %s\n%s" % (json.dumps(m), self.logs()))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.log.close()
+        text = self.logs()
+        if "AddressSanitizer" in text or "runtime error:" in text or "LeakSanitizer" in text:
+            raise AssertionError("sanitizer report:\n" + text[-4000:])
+        assert self.proc.returncode == 0, (self.proc.returncode, text[-2000:])
+
+
+def check_types(m):
+    assert set(m) <= MAP_KEYS, m.keys()
+    assert m["omitDefaultRegions"] is True
+    for rid, r in m["Regions"].items():
+        assert set(r) <= REGION_KEYS and str(r["RegionID"]) == rid, r
+        for k in ("RegionID", "RegionCode", "RegionName", "Nodes"):
+            assert k in r, (k, r)
+        for n in r["Nodes"]:
+            assert set(n) <= NODE_KEYS, n
+            assert n["Name"] == "%sa" % rid and n["RegionID"] == r["RegionID"]
+            assert n["HostName"] and "[" not in n["HostName"]
+
+
+def test_map_matches_the_design_example():
+    c = Controller()
+    try:
+        m, etag, _ = c.derpmap()
+        assert m == {"Regions": {"900": {"RegionID": 900, "RegionCode": "central",
+                                         "RegionName": "Central",
+                                         "Nodes": [{"Name": "900a", "RegionID": 900,
+                                                    "HostName": "platform.example.com"}]}},
+                     "omitDefaultRegions": True}, m
+        assert etag.startswith('"') and etag.endswith('"')
+        c.write("eu.yaml", cluster_yaml("eu-west-cluster", "dev.internal.example.com", "true"))
+        m = c.wait_map(lambda m: "901" in m["Regions"])
+        assert m["Regions"]["901"] == {
+            "RegionID": 901, "RegionCode": "eu-west-cluster", "RegionName": "eu-west-cluster",
+            "Nodes": [{"Name": "901a", "RegionID": 901, "HostName": "dev.internal.example.com",
+                       "STUNPort": -1, "InsecureForTests": True}]}, m
+        assert list(m["Regions"]) == ["900", "901"]
+    finally:
+        c.stop()
+
+
+def test_endpoint_forms_and_display_name():
+    c = Controller(central="10.0.0.1:8443")
+    try:
+        c.write("a.yaml", cluster_yaml("v4", "192.0.2.7:8443") + "---\n" +
+                cluster_yaml("v6", "[2001:db8::5]:443", display="Six") + "---\n" +
+                cluster_yaml("bare6", "2001:db8::6") + "---\n" +
+                cluster_yaml("named", "Relay.Example.com:444", insecure="false"))
+        m = c.wait_map(lambda m: len(m["Regions"]) == 5)
+        nodes = {r["RegionCode"]: r["Nodes"][0] for r in m["Regions"].values()}
+        assert nodes["central"] == {"Name": "900a", "RegionID": 900, "HostName": "10.0.0.1",
+                                    "IPv4": "10.0.0.1", "DERPPort": 8443}
+        assert nodes["v4"]["IPv4"] == "192.0.2.7" and nodes["v4"]["DERPPort"] == 8443
+        assert "IPv6" not in nodes["v4"]
+        assert nodes["v6"]["HostName"] == "2001:db8::5" and nodes["v6"]["IPv6"] == "2001:db8::5"
+        assert "DERPPort" not in nodes["v6"] and "IPv4" not in nodes["v6"]
+        assert nodes["bare6"]["IPv6"] == "2001:db8::6"
+        assert nodes["named"]["HostName"] == "relay.example.com" and nodes["named"]["DERPPort"] == 444
+        assert "InsecureForTests" not in nodes["named"]
+        regions = {r["RegionCode"]: r for r in m["Regions"].values()}
+        assert regions["v6"]["RegionName"] == "Six"
+    finally:
+        c.stop()
+
+
+def test_bad_input_never_breaks_the_map():
+    c = Controller()
+    try:
+        c.write("good.yaml", cluster_yaml("good", "good.example.com"))
+        bad = [("spaces", "a b.example.com"), ("scheme", "https://x.example.com"),
+               ("path", "x.example.com/derp"), ("port0", "x.example.com:0"),
+               ("bigport", "x.example.com:70000"), ("empty", ""), ("label", "-x.example.com"),
+               ("long", "a" * 250 + ".com")]
+        text = "---\n".join(cluster_yaml(n, e) for n, e in bad)
+        text += "---\n" + cluster_yaml("insecure-yes", "ok.example.com", insecure="yes")
+        text += "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: nope\n"
+        c.write("bad.yaml", text)
+        c.write("broken.yaml", "this: [is not: yaml\n")
+        time.sleep(0.5)
+        m = c.wait_map(lambda m: len(m["Regions"]) == 2)
+        assert {r["RegionCode"] for r in m["Regions"].values()} == {"central", "good"}
+        logs = c.logs()
+        for name, _ in bad + [("insecure-yes", None)]:
+            assert ("cluster %s " % name) in logs, (name, logs)
+        assert "broken.yaml" in logs and "bad.yaml" in logs
+        warn = [ln for ln in logs.splitlines() if " warn " in ln]
+        assert all("derp" in ln for ln in warn)
+        count = len(warn)
+        c.write("good.yaml", cluster_yaml("good", "good2.example.com"))  # a rescan
+        c.wait_map(lambda m: any(r["Nodes"][0]["HostName"] == "good2.example.com"
+                                 for r in m["Regions"].values()))
+        assert len([ln for ln in c.logs().splitlines() if " warn " in ln]) == count  # no flood
+        c.write("bad.yaml", cluster_yaml("spaces", "fixed.example.com"))
+        c.wait_map(lambda m: len(m["Regions"]) == 3)
+        assert "cluster spaces is valid again" in c.logs()
+    finally:
+        c.stop()
+
+
+def test_long_poll_answers_on_change_and_times_out():
+    c = Controller()
+    try:
+        _, etag, _ = c.derpmap()
+        status, headers, _ = c.get("/derpmap", {"If-None-Match": etag})
+        assert status == 304
+        status, _, _ = c.get("/derpmap?wait=1", {"If-None-Match": etag})
+        assert status == 304
+        results = []
+
+        def waiter():
+            results.append(c.get("/derpmap?wait=30", {"If-None-Match": etag}, timeout=40))
+        threads = [threading.Thread(target=waiter) for _ in range(20)]
+        for t in threads:
+            t.start()
+        deadline = time.time() + 5
+        while c.get("/metrics")[2].decode().find("derp_map_long_poll_waiters 20") < 0:
+            assert time.time() < deadline, c.get("/metrics")[2]
+            time.sleep(0.05)
+        t0 = time.time()
+        c.write("x.yaml", cluster_yaml("x", "x.example.com"))
+        for t in threads:
+            t.join(40)
+        assert time.time() - t0 < 10
+        assert len(results) == 20 and all(r[0] == 200 for r in results)
+        assert all(json.loads(r[2])["Regions"]["901"]["RegionCode"] == "x" for r in results)
+        assert all(r[1]["ETag"] != etag for r in results)
+    finally:
+        c.stop()
+
+
+def test_region_ids_are_stable():
+    c = Controller()
+    state, cdir = c.state, c.dir
+    try:
+        c.write("a.yaml", cluster_yaml("alpha", "a.example.com"))
+        c.wait_map(lambda m: "901" in m["Regions"])
+        c.write("b.yaml", cluster_yaml("beta", "b.example.com"))
+        c.wait_map(lambda m: "902" in m["Regions"])
+        os.unlink(os.path.join(cdir, "a.yaml"))
+        m = c.wait_map(lambda m: "901" not in m["Regions"])
+        assert m["Regions"]["902"]["RegionCode"] == "beta"
+        c.write("c.yaml", cluster_yaml("gamma", "c.example.com"))
+        m = c.wait_map(lambda m: len(m["Regions"]) == 3)
+        assert m["Regions"]["903"]["RegionCode"] == "gamma"  # 901 stays alpha's
+    finally:
+        c.stop()
+    c = Controller(clusters_dir=cdir, state_dir=state)
+    try:
+        c.write("a.yaml", cluster_yaml("alpha", "a.example.com"))
+        m = c.wait_map(lambda m: len(m["Regions"]) == 4)
+        codes = {rid: r["RegionCode"] for rid, r in m["Regions"].items()}
+        assert codes == {"900": "central", "901": "alpha", "902": "beta", "903": "gamma"}, codes
+    finally:
+        c.stop()
+
+
+def test_health_ready_metrics_and_http_errors():
+    c = Controller()
+    try:
+        assert c.get("/healthz")[0] == 200
+        assert c.get("/readyz")[0] == 200
+        metrics = c.get("/metrics")[2].decode()
+        for name in ("derp_map_regions", "derp_map_generation", "derp_map_invalid_clusters",
+                     "derp_map_long_poll_waiters"):
+            assert name in metrics, metrics
+        assert c.get("/nope")[0] == 404
+        r = c.get("/derpmap", timeout=5)
+        assert r[1]["Content-Type"] == "application/json"
+        s = d.socket.create_connection(("127.0.0.1", c.port))
+        s.sendall(b"garbage\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 400 ")
+        s.close()
+        # Keep-alive and pipelining: two requests, two answers, one connection.
+        s = d.socket.create_connection(("127.0.0.1", c.port))
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while data.count(b"HTTP/1.1 200") < 2:
+            data += s.recv(4096)
+        s.close()
+    finally:
+        c.stop()
+
+
+if __name__ == "__main__":
+    d.Suite().run(sys.modules[__name__])
