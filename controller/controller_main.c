@@ -4,9 +4,11 @@
 #include "loop.h"
 #include "map_server.h"
 #include "source_dir.h"
+#include "supervisor.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -24,6 +26,15 @@ struct ctl_opts {
     const char *central_endpoint;
     const char *state_dir;
     bool relay;
+    const char *relay_bin;
+    char **relay_args; /* after "--": passed to derp-relay */
+    int nrelay_args;
+};
+
+struct ctl_main {
+    struct controller *ctl;
+    struct supervisor *sv;
+    bool is_stopping;
 };
 
 static void usage(FILE *f)
@@ -38,7 +49,9 @@ static void usage(FILE *f)
         ":8080)\n"
         "  --central-endpoint HOST[:PORT]  the central relay: region 900 (required)\n"
         "  --state-dir DIR             persist region IDs in DIR/region-ids.json\n"
-        "  --relay                     supervise a local derp-relay (not in this build yet)\n"
+        "  --relay                     supervise a local derp-relay; arguments after `--'\n"
+        "                              are passed to it (e.g. -- --listen :3340)\n"
+        "  --relay-bin PATH            the derp-relay to run (default: next to this program)\n"
         "  --verbose                   debug logs (as LOFT_LOG_DERP=true)\n"
         "  --version, --help\n");
 }
@@ -51,6 +64,7 @@ static int parse_flags(int argc, char **argv, struct ctl_opts *o)
                                              {"central-endpoint", required_argument, NULL, 'c'},
                                              {"state-dir", required_argument, NULL, 's'},
                                              {"relay", no_argument, NULL, 'r'},
+                                             {"relay-bin", required_argument, NULL, 'b'},
                                              {"verbose", no_argument, NULL, 'v'},
                                              {"version", no_argument, NULL, 'V'},
                                              {"help", no_argument, NULL, 'h'},
@@ -76,6 +90,9 @@ static int parse_flags(int argc, char **argv, struct ctl_opts *o)
         case 'r':
             o->relay = true;
             break;
+        case 'b':
+            o->relay_bin = optarg;
+            break;
         case 'v':
             dc_log_set_debug(true);
             break;
@@ -90,10 +107,13 @@ static int parse_flags(int argc, char **argv, struct ctl_opts *o)
             return 2;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "derp-controller: unexpected argument `%s'\n", argv[optind]);
+    if (optind < argc && !o->relay) {
+        fprintf(stderr, "derp-controller: unexpected argument `%s' (relay flags need --relay)\n",
+                argv[optind]);
         return 2;
     }
+    o->relay_args = argv + optind;
+    o->nrelay_args = argc - optind;
     return 0;
 }
 
@@ -102,14 +122,70 @@ static void on_clusters(void *arg, const struct cluster_input *clusters, size_t 
     controller_apply(arg, clusters, n);
 }
 
+static void stop_loop(struct dc_loop *loop, void *data)
+{
+    (void)data;
+    dc_loop_stop(loop);
+}
+
 static void signal_cb(struct dc_loop *loop, struct dc_io *io, uint32_t events)
 {
     (void)events;
+    struct ctl_main *m = io->data;
     struct signalfd_siginfo si;
     while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         dc_log(DC_LOG_INFO, "derp", "derp-controller got signal %u: stopping", si.ssi_signo);
-        dc_loop_stop(loop);
+        if (m->sv != NULL && !m->is_stopping) {
+            m->is_stopping = true;
+            supervisor_stop(m->sv, stop_loop, NULL); /* the relay drains first */
+        } else {
+            dc_loop_stop(loop);
+        }
     }
+}
+
+static void all_metrics(void *data, struct dc_buf *out)
+{
+    struct ctl_main *m = data;
+    controller_metrics(m->ctl, out);
+    if (m->sv != NULL) {
+        supervisor_metrics(m->sv, out);
+    }
+}
+
+/* argv for derp-relay: the binary, then everything after "--". */
+static int start_relay(struct dc_loop *loop, const struct ctl_opts *o, struct ctl_main *m)
+{
+    char self[PATH_MAX];
+    char bin[PATH_MAX + 16];
+    const char *path = o->relay_bin;
+    if (path == NULL) {
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (n <= 0) {
+            return -1;
+        }
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        *slash = '\0';
+        snprintf(bin, sizeof(bin), "%s/derp-relay", self);
+        path = bin;
+    }
+    char **argv = calloc((size_t)o->nrelay_args + 2, sizeof(char *));
+    if (argv == NULL) {
+        return -1;
+    }
+    argv[0] = (char *)path;
+    for (int i = 0; i < o->nrelay_args; i++) {
+        argv[i + 1] = o->relay_args[i];
+    }
+    char err[DC_ERR_LEN];
+    int rc = supervisor_start(loop, argv, &m->sv, err);
+    free(argv);
+    if (rc < 0) {
+        dc_log(DC_LOG_ERROR, "derp-super", "%s", err);
+        return -1;
+    }
+    return 0;
 }
 
 static int setup_signals(struct dc_loop *loop, struct dc_io *io)
@@ -137,12 +213,6 @@ static int check_mode(const struct ctl_opts *o)
         dc_log(DC_LOG_ERROR, "derp", "--central-endpoint HOST[:PORT] is required (region 900)");
         return -1;
     }
-    if (o->relay) {
-        dc_log(DC_LOG_ERROR, "derp",
-               "--relay: supervising derp-relay is not in this build yet; "
-               "run derp-relay beside the controller");
-        return -1;
-    }
     if (o->clusters_dir == NULL) {
         dc_log(DC_LOG_ERROR, "derp",
                "%s: Kubernetes mode is not in this build yet; use --clusters-dir DIR",
@@ -157,11 +227,15 @@ static int run(const struct ctl_opts *o)
     int status = 1;
     char err[DC_ERR_LEN];
     struct dc_loop *loop = dc_loop_new();
-    struct dc_io sig = {.fd = -1};
+    struct ctl_main m = {0};
+    struct dc_io sig = {.fd = -1, .data = &m};
     struct map_server *ms = NULL;
     struct controller *ctl = NULL;
     struct source_dir *sd = NULL;
     if (loop == NULL || check_mode(o) < 0 || setup_signals(loop, &sig) < 0) {
+        goto out;
+    }
+    if (o->relay && start_relay(loop, o, &m) < 0) {
         goto out;
     }
     if (map_server_start(loop, o->listen, &ms, err) < 0) {
@@ -174,7 +248,8 @@ static int run(const struct ctl_opts *o)
         dc_log(DC_LOG_ERROR, "derp", "%s", err);
         goto out;
     }
-    map_server_set_metrics(ms, controller_metrics, ctl);
+    m.ctl = ctl;
+    map_server_set_metrics(ms, all_metrics, &m);
     if (source_dir_start(loop, o->clusters_dir, on_clusters, ctl, &sd, err) < 0) {
         dc_log(DC_LOG_ERROR, "derp", "%s", err);
         goto out;
@@ -187,6 +262,14 @@ static int run(const struct ctl_opts *o)
         status = 0;
     }
 out:
+    if (m.sv != NULL && !m.is_stopping && loop != NULL) {
+        m.is_stopping = true; /* a start-up failure: do not leave the relay behind */
+        supervisor_stop(m.sv, stop_loop, NULL);
+        if (dc_loop_run(loop) < 0) {
+            status = 1;
+        }
+    }
+    supervisor_free(m.sv);
     source_dir_free(sd);
     map_server_free(ms);
     controller_free(ctl);

@@ -39,7 +39,7 @@ def cluster_yaml(name, endpoint=None, insecure=None, display=None):
 
 class Controller:
     def __init__(self, clusters_dir=None, state_dir=None, central="platform.example.com",
-                 env=None):
+                 env=None, extra=()):
         self.dir = clusters_dir or tempfile.mkdtemp(prefix="clusters-")
         self.state = state_dir or tempfile.mkdtemp(prefix="state-")
         self.port = d.free_port()
@@ -50,7 +50,7 @@ class Controller:
         self.proc = subprocess.Popen(
             [os.path.join(d.BIN, "derp-controller"), "--clusters-dir", self.dir,
              "--central-endpoint", central, "--listen", "127.0.0.1:%d" % self.port,
-             "--state-dir", self.state], stdout=self.log, stderr=self.log, env=e)
+             "--state-dir", self.state] + list(extra), stdout=self.log, stderr=self.log, env=e)
         deadline = time.time() + 10
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -282,6 +282,48 @@ def test_health_ready_metrics_and_http_errors():
         while data.count(b"HTTP/1.1 200") < 2:
             data += s.recv(4096)
         s.close()
+    finally:
+        c.stop()
+
+
+def test_relay_supervised_restarted_and_drained():
+    relay_port = d.free_port()
+    c = Controller(central="127.0.0.1:%d" % relay_port,
+                   extra=["--relay", "--", "--listen", "127.0.0.1:%d" % relay_port,
+                          "--stun-listen", "off", "--drain-ms", "300"])
+    try:
+        deadline = time.time() + 10
+        while True:
+            try:
+                a = d.Client(relay_port)
+                break
+            except OSError:
+                assert time.time() < deadline, c.logs()
+                time.sleep(0.1)
+        b = d.Client(relay_port)
+        a.send(b.pub, b"through the supervised relay")
+        assert b.recv({d.F_RECV})[1][32:] == b"through the supervised relay"
+        pid = int([ln for ln in c.logs().splitlines() if "started" in ln][-1].split("pid ")[1]
+                  .rstrip(")"))
+        os.kill(pid, 9)
+        deadline = time.time() + 10
+        while "restarts_total 1" not in c.get("/metrics")[2].decode():
+            assert time.time() < deadline, c.logs()
+            time.sleep(0.1)
+        deadline = time.time() + 10
+        while True:
+            try:
+                a = d.Client(relay_port)
+                break
+            except OSError:
+                assert time.time() < deadline, c.logs()
+                time.sleep(0.1)
+        assert "derp_relay_up 1" in c.get("/metrics")[2].decode()
+        c.proc.terminate()
+        t, p = a.recv({d.F_RESTARTING})  # the relay drains before the controller exits
+        assert c.proc.wait(10) == 0
+        logs = c.logs()
+        assert "forwarding SIGTERM" in logs and "exited with status 0" in logs, logs
     finally:
         c.stop()
 

@@ -1,0 +1,1 @@
+"""Kubernetes API test server (see tests/apiserver/README.md)."""
