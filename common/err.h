@@ -17,6 +17,16 @@
 #define DC_MUST_CHECK   __attribute__((warn_unused_result))
 #define DC_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
+/* Longest part of a value quoted in an error sentence (bytes), and the
+ * buffer dc_err_quote() needs for it: each byte may become \xNN, then "..."
+ * and the NUL. */
+#define DC_QUOTE_MAX     96
+#define DC_QUOTE_BUF_LEN (DC_QUOTE_MAX * 4 + 4)
+
+/* Writes s[0..len) into buf for an error sentence: bytes outside printable
+ * ASCII as \xNN, anything past DC_QUOTE_MAX bytes cut to "...". Returns buf. */
+const char *dc_err_quote(const char *s, size_t len, char buf[static DC_QUOTE_BUF_LEN]);
+
 /* Returns a static description of a negative (or positive) errno value. */
 const char *dc_strerror(int err);
 

@@ -7,8 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Room for ANNOT_QUOTE_MAX bytes written as \xNN, "..." and the NUL. */
-#define QUOTE_BUF_LEN (ANNOT_QUOTE_MAX * 4 + 4)
+#define QUOTE_BUF_LEN DC_QUOTE_BUF_LEN
 /* Longest IPv6 text inet_pton can accept (INET6_ADDRSTRLEN without the NUL). */
 #define IPV6_TEXT_MAX (INET6_ADDRSTRLEN - 1)
 /* Longest IPv4 text (INET_ADDRSTRLEN without the NUL). */
@@ -21,29 +20,10 @@ struct ep_ctx {
     char *err;     /* caller's DC_ERR_LEN buffer, or NULL */
 };
 
-/* Writes s[0..len) into buf (QUOTE_BUF_LEN bytes) with bytes outside printable
- * ASCII as \xNN and anything past ANNOT_QUOTE_MAX bytes replaced by "...". */
+/* Quoting for error sentences is shared: common/err.h. */
 static const char *quote(const char *s, size_t len, char *buf)
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    for (size_t i = 0; i < len && i < ANNOT_QUOTE_MAX; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7f) {
-            buf[o++] = (char)c;
-        } else {
-            buf[o++] = '\\';
-            buf[o++] = 'x';
-            buf[o++] = hex[c >> 4];
-            buf[o++] = hex[c & 0xf];
-        }
-    }
-    if (len > ANNOT_QUOTE_MAX) {
-        memcpy(buf + o, "...", 3);
-        o += 3;
-    }
-    buf[o] = '\0';
-    return buf;
+    return dc_err_quote(s, len, buf);
 }
 
 /* Fills err with "derp-endpoint: <problem>: `<value>'" and returns -EINVAL. */

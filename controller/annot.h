@@ -32,7 +32,7 @@
  * name, a trailing dot and ":65535". */
 #define ANNOT_ENDPOINT_MAX_LEN 260
 /* Bytes of a value quoted in an error sentence before it is cut short. */
-#define ANNOT_QUOTE_MAX 96
+#define ANNOT_QUOTE_MAX DC_QUOTE_MAX
 
 /* A parsed loft.sh/derp-endpoint value. The all-zero struct means "none". */
 struct annot_endpoint {

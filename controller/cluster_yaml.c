@@ -11,8 +11,7 @@
 
 #include "annot.h"
 
-/* Room for CLUSTER_YAML_QUOTE_MAX bytes written as \xNN, "..." and the NUL. */
-#define QUOTE_BUF_LEN (CLUSTER_YAML_QUOTE_MAX * 4 + 4)
+#define QUOTE_BUF_LEN DC_QUOTE_BUF_LEN
 /* Mappings read: the root, metadata, then annotations (or spec). */
 #define MAX_FRAMES 3
 
@@ -72,29 +71,10 @@ struct cy_parse {
     void *arg;
 };
 
-/* Writes s[0..len) into buf (QUOTE_BUF_LEN bytes) with bytes outside printable
- * ASCII as \xNN and anything past CLUSTER_YAML_QUOTE_MAX bytes cut to "...". */
+/* Quoting for error sentences is shared: common/err.h. */
 static const char *quote(const char *s, size_t len, char *buf)
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    for (size_t i = 0; i < len && i < CLUSTER_YAML_QUOTE_MAX; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7f) {
-            buf[o++] = (char)c;
-        } else {
-            buf[o++] = '\\';
-            buf[o++] = 'x';
-            buf[o++] = hex[c >> 4];
-            buf[o++] = hex[c & 0xf];
-        }
-    }
-    if (len > CLUSTER_YAML_QUOTE_MAX) {
-        memcpy(buf + o, "...", 3);
-        o += 3;
-    }
-    buf[o] = '\0';
-    return buf;
+    return dc_err_quote(s, len, buf);
 }
 
 static int line_of(yaml_mark_t m)

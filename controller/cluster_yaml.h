@@ -57,7 +57,7 @@
 /* Longest metadata.name: a DNS-1123 subdomain (Kubernetes validation). */
 #define CLUSTER_YAML_NAME_MAX_LEN 253
 /* Bytes of a value quoted in an error sentence before it is cut short. */
-#define CLUSTER_YAML_QUOTE_MAX 96
+#define CLUSTER_YAML_QUOTE_MAX DC_QUOTE_MAX
 
 /* One valid Cluster document. Every string is NUL-terminated, holds no NUL
  * byte, is owned by the parser and is valid only during the callback: copy

@@ -3,6 +3,7 @@
 #include "log.h"
 #include "loop.h"
 #include "map_server.h"
+#include "sig.h"
 #include "source_dir.h"
 #include "supervisor.h"
 
@@ -188,25 +189,6 @@ static int start_relay(struct dc_loop *loop, const struct ctl_opts *o, struct ct
     return 0;
 }
 
-static int setup_signals(struct dc_loop *loop, struct dc_io *io)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGPIPE);
-    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) {
-        return -errno;
-    }
-    sigdelset(&set, SIGPIPE);
-    io->fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (io->fd < 0) {
-        return -errno;
-    }
-    io->cb = signal_cb;
-    return dc_io_start(loop, io, DC_IO_READ);
-}
-
 static int check_mode(const struct ctl_opts *o)
 {
     if (o->central_endpoint == NULL) {
@@ -232,7 +214,7 @@ static int run(const struct ctl_opts *o)
     struct map_server *ms = NULL;
     struct controller *ctl = NULL;
     struct source_dir *sd = NULL;
-    if (loop == NULL || check_mode(o) < 0 || setup_signals(loop, &sig) < 0) {
+    if (loop == NULL || check_mode(o) < 0 || dc_signals_start(loop, &sig, signal_cb, &m) < 0) {
         goto out;
     }
     if (o->relay && start_relay(loop, o, &m) < 0) {

@@ -5,6 +5,7 @@
 #include "derp_server.h"
 #include "log.h"
 #include "loop.h"
+#include "sig.h"
 #include "stun_server.h"
 #include "tls.h"
 
@@ -289,27 +290,6 @@ static void signal_cb(struct dc_loop *loop, struct dc_io *io, uint32_t events)
     }
 }
 
-static int setup_signals(struct relay *r)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGPIPE);
-    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) {
-        return -errno;
-    }
-    sigdelset(&set, SIGPIPE);
-    int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (fd < 0) {
-        return -errno;
-    }
-    r->sig_io.fd = fd;
-    r->sig_io.cb = signal_cb;
-    r->sig_io.data = r;
-    return dc_io_start(r->loop, &r->sig_io, DC_IO_READ);
-}
-
 static int run(const struct relay_opts *o)
 {
     struct relay r = {.exit_code = 1};
@@ -318,7 +298,8 @@ static int run(const struct relay_opts *o)
     struct dc_tls_server *tls = NULL;
     char err[DC_ERR_LEN];
     r.loop = dc_loop_new();
-    if (r.loop == NULL || setup_signals(&r) < 0 || load_key(o, &cfg.key) < 0) {
+    if (r.loop == NULL || dc_signals_start(r.loop, &r.sig_io, signal_cb, &r) < 0 ||
+        load_key(o, &cfg.key) < 0) {
         goto out;
     }
     if (o->mesh_key_file != NULL && load_mesh_key(o->mesh_key_file, &cfg) < 0) {
