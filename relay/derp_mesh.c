@@ -153,19 +153,28 @@ static size_t fwd_forget(struct derp_mesh *m, const struct derp_mesh_peer *p)
     return n;
 }
 
-void derp__mesh_forward(struct derp_mesh_peer *p, const uint8_t src[static DERP_KEY_LEN],
+struct derp_conn *derp__mesh_peer_conn(const struct derp_mesh_peer *p)
+{
+    return p->conn;
+}
+
+bool derp__mesh_forward(struct derp_mesh_peer *p, const uint8_t src[static DERP_KEY_LEN],
                         const uint8_t dst[static DERP_KEY_LEN], const uint8_t *pkt, uint32_t len)
 {
     struct derp_conn *c = p->conn;
     struct derp_server *s = p->mesh->srv;
     if (c == NULL || c->state != DERP_CONN_MESH_ACTIVE) {
         s->stats.drop_unknown_dest++;
-        return;
+        return true;
+    }
+    unsigned cap = c->q_data.cap != 0 ? c->q_data.cap : DERP_SEND_QUEUE_DEPTH;
+    if (c->wants_write && c->q_data.count == cap) {
+        return false; /* as derper's synchronous write: the sender waits */
     }
     struct derp_pkt *f = derp__pkt_get(&s->pool, DERP_FRAME_HDR_LEN + 2 * DERP_KEY_LEN + len);
     if (f == NULL) {
         s->stats.drop_write_error++;
-        return;
+        return true;
     }
     derp_frame_header_encode(f->data, DERP_FRAME_FORWARD_PACKET, 2 * DERP_KEY_LEN + len);
     memcpy(f->data + DERP_FRAME_HDR_LEN, src, DERP_KEY_LEN);
@@ -174,6 +183,7 @@ void derp__mesh_forward(struct derp_mesh_peer *p, const uint8_t src[static DERP_
     f->len = DERP_FRAME_HDR_LEN + 2 * DERP_KEY_LEN + len;
     s->stats.packets_forwarded_out++;
     derp__conn_enqueue(c, &c->q_data, f);
+    return true;
 }
 
 /* ---- dialling ---- */

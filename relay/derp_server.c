@@ -144,6 +144,23 @@ void derp__conn_send(struct derp_conn *c, const void *data, size_t len)
     derp__conn_mark_dirty(c);
 }
 
+/* Hands every sender paused on link to the before-sleep resume pass. */
+static void conn_unpause_all(struct derp_conn *link)
+{
+    struct derp_server *s = link->srv;
+    while (link->paused_head != NULL) {
+        struct derp_conn *p = link->paused_head;
+        link->paused_head = p->paused_next;
+        p->paused_next = NULL;
+        p->paused_on = NULL;
+        if (!p->is_resuming) {
+            p->is_resuming = true;
+            p->resume_next = s->resume;
+            s->resume = p;
+        }
+    }
+}
+
 void derp__conn_close(struct derp_conn *c, bool is_error, const char *why)
 {
     struct derp_server *s = c->srv;
@@ -174,6 +191,17 @@ void derp__conn_close(struct derp_conn *c, bool is_error, const char *why)
                "connection %s closed before login: %s", addr, why);
     }
     c->state = DERP_CONN_CLOSED;
+    conn_unpause_all(c);
+    if (c->paused_on != NULL) {
+        struct derp_conn **pp = &c->paused_on->paused_head;
+        while (*pp != NULL && *pp != c) {
+            pp = &(*pp)->paused_next;
+        }
+        if (*pp == c) {
+            *pp = c->paused_next;
+        }
+        c->paused_on = NULL;
+    }
     s->stats.drop_gone += queue_drain(s, &c->q_data) + queue_drain(s, &c->q_disco);
     dc_io_stop(s->loop, &c->io);
     if (c->ssl != NULL) {
@@ -471,7 +499,7 @@ static void conn_update_write_interest(struct derp_conn *c, bool want)
         return;
     }
     c->wants_write = want;
-    uint32_t ev = DC_IO_READ | (want ? DC_IO_WRITE : 0);
+    uint32_t ev = (c->paused_on == NULL ? DC_IO_READ : 0) | (want ? DC_IO_WRITE : 0);
     if (dc_io_start(c->srv->loop, &c->io, ev) < 0) {
         derp__conn_close(c, true, "epoll_ctl failed");
     }
@@ -490,6 +518,9 @@ static void conn_flush(struct derp_conn *c)
                               : conn_flush_plain(c);
     size_t after = c->ctl.len - c->ctl_off + (c->partial ? c->partial->len - c->partial_off : 0) +
                    c->q_disco.count + c->q_data.count + (c->ws_out.len - c->ws_out_off);
+    if (c->paused_head != NULL && c->q_data.count <= queue_cap(&c->q_data) / 2) {
+        conn_unpause_all(c); /* the mesh link has room again */
+    }
     if (rc == 0) {
         c->stalled_since_ms = 0;
         conn_update_write_interest(c, false);
@@ -551,9 +582,9 @@ static void peer_gone_not_here(struct derp_conn *c, const uint8_t dst[static DER
     s->stats.peer_gone_not_here++;
 }
 
-/* Delivers one packet from src_key to dst_key. frame points at a frame whose
- * payload ends with the packet (pkt_len bytes at pkt). */
-static void relay_packet(struct derp_conn *from, const uint8_t src_key[static DERP_KEY_LEN],
+/* Delivers one packet from src_key to dst_key (pkt_len bytes at pkt).
+ * Returns false when the packet must wait: its mesh link is full. */
+static bool relay_packet(struct derp_conn *from, const uint8_t src_key[static DERP_KEY_LEN],
                          const uint8_t dst_key[static DERP_KEY_LEN], const uint8_t *pkt,
                          uint32_t pkt_len, bool is_forwarded)
 {
@@ -564,8 +595,7 @@ static void relay_packet(struct derp_conn *from, const uint8_t src_key[static DE
     if (dst == NULL && dset == NULL && s->mesh != NULL) {
         struct derp_mesh_peer *fwd = derp__mesh_forwarder(s, dst_key);
         if (fwd != NULL && !is_forwarded) { /* forwarded packets never go on: no loops */
-            derp__mesh_forward(fwd, src_key, dst_key, pkt, pkt_len);
-            return;
+            return derp__mesh_forward(fwd, src_key, dst_key, pkt, pkt_len);
         }
     }
     if (dst == NULL) {
@@ -582,12 +612,12 @@ static void relay_packet(struct derp_conn *from, const uint8_t src_key[static DE
                 peer_gone_not_here(from, dst_key);
             }
         }
-        return;
+        return true;
     }
     struct derp_pkt *p = derp__pkt_get(&s->pool, DERP_FRAME_HDR_LEN + DERP_KEY_LEN + pkt_len);
     if (p == NULL) {
         s->stats.drop_write_error++;
-        return;
+        return true;
     }
     derp_frame_header_encode(p->data, DERP_FRAME_RECV_PACKET, DERP_KEY_LEN + pkt_len);
     memcpy(p->data + DERP_FRAME_HDR_LEN, src_key, DERP_KEY_LEN);
@@ -601,6 +631,7 @@ static void relay_packet(struct derp_conn *from, const uint8_t src_key[static DE
     if (sset != NULL) {
         (void)derp__registry_note_source(dst, sset);
     }
+    return true;
 }
 
 /* ---- login ---- */
@@ -790,12 +821,28 @@ static void frame_note_preferred(struct derp_conn *c, const uint8_t *payload, ui
     }
 }
 
-static void frame_send_packet(struct derp_conn *c, const uint8_t *payload, uint32_t len)
+/* Stops reading c until link drains (derp__conn_resume_paused). */
+static void conn_pause(struct derp_conn *c, struct derp_conn *link)
+{
+    c->paused_on = link;
+    c->paused_next = link->paused_head;
+    link->paused_head = c;
+    if (dc_io_start(c->srv->loop, &c->io, c->wants_write ? DC_IO_WRITE : 0) < 0) {
+        derp__conn_close(c, true, "epoll_ctl failed");
+    }
+}
+
+/* Returns false when the frame could not be taken yet (c is now paused). */
+static bool frame_send_packet(struct derp_conn *c, const uint8_t *payload, uint32_t len)
 {
     struct derp_server *s = c->srv;
+    if (!relay_packet(c, c->key, payload, payload + DERP_KEY_LEN, len - DERP_KEY_LEN, false)) {
+        conn_pause(c, derp__mesh_peer_conn(derp__mesh_forwarder(s, payload)));
+        return false;
+    }
     s->stats.packets_recv++;
     s->stats.bytes_recv += len - DERP_KEY_LEN;
-    relay_packet(c, c->key, payload, payload + DERP_KEY_LEN, len - DERP_KEY_LEN, false);
+    return true;
 }
 
 static void frame_forward_packet(struct derp_conn *c, const uint8_t *payload, uint32_t len)
@@ -810,15 +857,15 @@ static void frame_forward_packet(struct derp_conn *c, const uint8_t *payload, ui
                  len - 2 * DERP_KEY_LEN, true);
 }
 
-static void conn_active_frame(struct derp_conn *c, uint8_t type, const uint8_t *p, uint32_t len)
+/* Handles one frame; returns false when it must be offered again later. */
+static bool conn_active_frame(struct derp_conn *c, uint8_t type, const uint8_t *p, uint32_t len)
 {
     if (c->is_dup) {
         derp__registry_note_activity(c->srv, c);
     }
     switch (type) {
     case DERP_FRAME_SEND_PACKET:
-        frame_send_packet(c, p, len);
-        break;
+        return frame_send_packet(c, p, len);
     case DERP_FRAME_FORWARD_PACKET:
         frame_forward_packet(c, p, len);
         break;
@@ -837,6 +884,7 @@ static void conn_active_frame(struct derp_conn *c, uint8_t type, const uint8_t *
     default:
         break; /* unknown frames are skipped, as derper does */
     }
+    return true;
 }
 
 /* Handles every whole frame in buf; returns bytes consumed. */
@@ -856,15 +904,16 @@ static size_t conn_parse_frames(struct derp_conn *c, const uint8_t *buf, size_t 
         if (n == 0) {
             return off;
         }
-        off += (size_t)n;
         if (!has_frame) {
+            off += (size_t)n;
             continue;
         }
         if (c->state == DERP_CONN_LOGIN) {
             conn_login(c, f.type, f.payload, f.len);
-        } else {
-            conn_active_frame(c, f.type, f.payload, f.len);
+        } else if (!conn_active_frame(c, f.type, f.payload, f.len)) {
+            return off; /* paused: the frame stays buffered */
         }
+        off += (size_t)n;
     }
     return off;
 }
@@ -946,7 +995,7 @@ static void conn_on_readable(struct derp_conn *c)
 {
     struct derp_server *s = c->srv;
     size_t budget = READ_BUDGET;
-    while (c->state != DERP_CONN_CLOSED && budget > 0) {
+    while (c->state != DERP_CONN_CLOSED && c->paused_on == NULL && budget > 0) {
         if (c->rbuf == NULL) {
             c->rbuf = derp__pkt_get(&s->pool, DERP_RBUF_CAP);
             if (c->rbuf == NULL) {
@@ -974,7 +1023,7 @@ static void conn_on_readable(struct derp_conn *c)
         if (!conn_process_rbuf(c)) {
             return;
         }
-        if (rb->len == rb->cap) {
+        if (rb->len == rb->cap && c->paused_on == NULL) {
             derp__conn_close(c, true, "request does not fit the read buffer");
             return;
         }
@@ -1022,7 +1071,7 @@ static void conn_io_cb(struct dc_loop *loop, struct dc_io *io, uint32_t events)
     if (events & DC_IO_WRITE) {
         conn_flush(c);
     }
-    if ((events & DC_IO_READ) && c->state != DERP_CONN_CLOSED) {
+    if ((events & DC_IO_READ) && c->state != DERP_CONN_CLOSED && c->paused_on == NULL) {
         conn_on_readable(c);
     }
 }
@@ -1031,8 +1080,32 @@ static void conn_io_cb(struct dc_loop *loop, struct dc_io *io, uint32_t events)
 
 static void server_before_sleep(struct dc_loop *loop, void *data)
 {
-    (void)loop;
     struct derp_server *s = data;
+    while (s->dirty != NULL) {
+        struct derp_conn *c = s->dirty;
+        s->dirty = c->dirty_next;
+        c->dirty_next = NULL;
+        c->is_dirty = false;
+        conn_flush(c);
+    }
+    while (s->resume != NULL) {
+        struct derp_conn *c = s->resume;
+        s->resume = c->resume_next;
+        c->resume_next = NULL;
+        c->is_resuming = false;
+        if (c->state == DERP_CONN_CLOSED || c->paused_on != NULL) {
+            continue;
+        }
+        uint32_t ev = DC_IO_READ | (c->wants_write ? DC_IO_WRITE : 0);
+        if (dc_io_start(loop, &c->io, ev) < 0) {
+            derp__conn_close(c, true, "epoll_ctl failed");
+            continue;
+        }
+        if (c->rbuf != NULL && c->rbuf->len > 0) {
+            conn_process_rbuf(c); /* the frame that waited goes first */
+        }
+    }
+    /* Resumed senders may have queued packets: flush them now too. */
     while (s->dirty != NULL) {
         struct derp_conn *c = s->dirty;
         s->dirty = c->dirty_next;

@@ -126,6 +126,13 @@ struct derp_conn {
     struct dc_buf ws_out;             /* owned; framed output */
     size_t ws_out_off;                /* bytes of ws_out already written */
     struct derp_mesh_peer *mesh_peer; /* borrowed; set on outbound mesh connections */
+    /* Backpressure: a sender whose packet found its mesh link full stops being
+     * read (its frame stays buffered) until the link drains. */
+    struct derp_conn *paused_on;   /* borrowed: the full mesh link, or NULL */
+    struct derp_conn *paused_next; /* next sender paused on the same link */
+    struct derp_conn *paused_head; /* on a mesh link: senders waiting for it */
+    struct derp_conn *resume_next; /* on the server's resume list */
+    bool is_resuming;
     /* PeerGone(NotHere) token bucket */
     uint64_t pg_last_ms;
     uint32_t pg_tokens;
@@ -169,6 +176,7 @@ struct derp_server {
     struct derp_conn *conns;  /* all connections */
     struct derp_conn *dirty;  /* connections with output to flush */
     struct derp_conn *doomed; /* closed, freed in before-sleep */
+    struct derp_conn *resume; /* paused senders whose mesh link drained */
     struct dc_timer tick;     /* housekeeping */
     struct derp_server_stats stats;
     uint64_t next_conn_num;
@@ -190,9 +198,12 @@ void derp__mesh_stop(struct derp_server *s);
 /* The mesh peer that holds key's client, or NULL. */
 struct derp_mesh_peer *derp__mesh_forwarder(struct derp_server *s,
                                             const uint8_t key[static DERP_KEY_LEN]);
-/* Queues a ForwardPacket on p's connection. */
-void derp__mesh_forward(struct derp_mesh_peer *p, const uint8_t src[static DERP_KEY_LEN],
+/* Queues a ForwardPacket on p's connection. Returns false, queueing nothing,
+ * when the link's queue and socket are both full: the caller pauses the sender. */
+bool derp__mesh_forward(struct derp_mesh_peer *p, const uint8_t src[static DERP_KEY_LEN],
                         const uint8_t dst[static DERP_KEY_LEN], const uint8_t *pkt, uint32_t len);
+/* The current connection of mesh peer p (NULL when down). */
+struct derp_conn *derp__mesh_peer_conn(const struct derp_mesh_peer *p);
 /* Handles I/O events of an outbound connection still connecting. */
 void derp__mesh_conn_io(struct derp_conn *c, uint32_t events);
 /* Handles buffered bytes of an outbound connection; returns bytes consumed. */

@@ -122,6 +122,34 @@ def test_websocket_and_plain_clients_across_the_mesh():
             r.stop()
 
 
+def test_flood_across_the_mesh_keeps_flowing():
+    """A full mesh link pauses its senders (backpressure) and resumes them."""
+    relays, _ = start_mesh(2, mesh_key_file())
+    try:
+        for r in relays:
+            wait_for(lambda r=r: r.metrics().get("derp_mesh_peers_up") == 1, what="mesh up")
+        a = d.Client(relays[0].port)
+        b = d.Client(relays[1].port)
+        assert delivers(a, b, b"warm-up")
+        blob = b"".join(d.frame(d.F_SEND, b.pub + os.urandom(1200)) for _ in range(500))
+        got = 0
+        b.sock.settimeout(0.001)
+        for _ in range(20):  # 10000 packets, as fast as the sockets take them
+            a.send_raw(blob)
+            try:
+                while True:
+                    b.recv({d.F_RECV}, timeout=0.001)
+                    got += 1
+            except (OSError, EOFError):
+                pass
+        assert delivers(a, b, b"marker after the flood", timeout=20)
+        assert got > 0
+        assert relays[0].alive() and relays[1].alive()
+    finally:
+        for r in relays:
+            r.stop()
+
+
 def test_mesh_logs_with_loft_log_derp_mesh():
     relays, _ = start_mesh(2, mesh_key_file(), env={"LOFT_LOG_DERP_MESH": "true"})
     try:
