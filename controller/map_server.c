@@ -357,7 +357,14 @@ static void conn_io_cb(struct dc_loop *loop, struct dc_io *io, uint32_t events)
         return;
     }
     if (c->rlen == sizeof(c->rbuf)) {
-        conn_close(c); /* a head that does not fit: the parser already said 431 */
+        if (!c->is_waiting && !conn_has_output(c)) {
+            c->is_closing_after = true;
+            c->rlen = 0;
+            respond(c, 431, "", "text/plain; charset=utf-8", "request header too large\n", 25,
+                    NULL, false);
+        } else {
+            conn_close(c); /* pipelining past the buffer while an answer is pending */
+        }
         return;
     }
     ssize_t n = read(c->io.fd, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen);

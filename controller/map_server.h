@@ -30,8 +30,10 @@ struct map_server;
 #define MAP_SERVER_IDLE_TIMEOUT_MS 120000
 /* A client that takes no bytes for this long is closed. */
 #define MAP_SERVER_WRITE_TIMEOUT_MS 30000
-/* Per-connection request buffer (one request head). */
-#define MAP_SERVER_RBUF_LEN 16384
+/* Per-connection request buffer: one request head. Map clients send heads of
+ * a few hundred bytes; a small buffer keeps a thousand parked long-polls
+ * cheap. A longer head is answered 431. */
+#define MAP_SERVER_RBUF_LEN 4096
 
 typedef void (*map_server_metrics_cb)(void *data, struct dc_buf *out);
 
