@@ -50,15 +50,92 @@ static void usage(FILE *f)
         ":8080)\n"
         "  --central-endpoint HOST[:PORT]  the central relay: region 900 (required)\n"
         "  --state-dir DIR             persist region IDs in DIR/region-ids.json\n"
-        "  --relay                     supervise a local derp-relay; arguments after `--'\n"
-        "                              are passed to it (e.g. -- --listen :3340)\n"
+        "  --relay                     supervise a local derp-relay; flags that are not the\n"
+        "                              controller's pass through to it (--stun-listen,\n"
+        "                              --key-file, --tls-cert, ...), as does all after `--';\n"
+        "                              --relay-listen ADDR:PORT is the relay's --listen\n"
         "  --relay-bin PATH            the derp-relay to run (default: next to this program)\n"
         "  --verbose                   debug logs (as LOFT_LOG_DERP=true)\n"
         "  --version, --help\n");
 }
 
+/* The controller's own flags: name and whether it takes a value. */
+static const struct {
+    const char *name;
+    bool has_value;
+} ctl_flags[] = {{"--clusters-dir", true},
+                 {"--kubeconfig", true},
+                 {"--listen", true},
+                 {"--central-endpoint", true},
+                 {"--state-dir", true},
+                 {"--relay-bin", true},
+                 {"--relay", false},
+                 {"--verbose", false},
+                 {"--version", false},
+                 {"--help", false},
+                 {"-h", false},
+                 {"-v", false}};
+
+/* Returns the index of arg's flag in ctl_flags ("--x" or "--x=v"), or -1. */
+static int ctl_flag(const char *arg)
+{
+    for (size_t i = 0; i < sizeof(ctl_flags) / sizeof(ctl_flags[0]); i++) {
+        size_t n = strlen(ctl_flags[i].name);
+        if (strncmp(arg, ctl_flags[i].name, n) == 0 && (arg[n] == '\0' || arg[n] == '=')) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* Splits argv: the controller's flags stay in argv (compacted, *argc updated),
+ * everything else goes to relay[] for derp-relay: flags after "--", unknown
+ * flags with their values, and --relay-listen X as the relay's --listen X. */
+static int split_relay_flags(int *argc, char **argv, char **relay, int *nrelay)
+{
+    int out = 1;
+    *nrelay = 0;
+    for (int i = 1; i < *argc; i++) {
+        const char *a = argv[i];
+        int f = ctl_flag(a);
+        if (strcmp(a, "--") == 0) {
+            while (++i < *argc) {
+                relay[(*nrelay)++] = argv[i];
+            }
+            break;
+        }
+        if (f >= 0) {
+            argv[out++] = argv[i];
+            if (ctl_flags[f].has_value && strchr(a, '=') == NULL && i + 1 < *argc) {
+                argv[out++] = argv[++i];
+            }
+        } else if (strncmp(a, "--relay-listen", 14) == 0) {
+            relay[(*nrelay)++] = "--listen";
+            relay[(*nrelay)++] = a[14] == '=' ? argv[i] + 15 : (i + 1 < *argc ? argv[++i] : "");
+        } else if (strncmp(a, "--", 2) == 0) {
+            relay[(*nrelay)++] = argv[i];
+            if (strchr(a, '=') == NULL && i + 1 < *argc && argv[i + 1][0] != '-') {
+                relay[(*nrelay)++] = argv[++i];
+            }
+        } else {
+            argv[out++] = argv[i];
+        }
+    }
+    argv[out] = NULL;
+    *argc = out;
+    return 0;
+}
+
 static int parse_flags(int argc, char **argv, struct ctl_opts *o)
 {
+    char **relay = calloc((size_t)argc + 2, sizeof(char *));
+    if (relay == NULL) {
+        return 2;
+    }
+    int nrelay = 0;
+    split_relay_flags(&argc, argv, relay, &nrelay);
+    o->relay_args = relay; /* owned by main's lifetime: freed at exit */
+    o->nrelay_args = nrelay;
     static const struct option longopts[] = {{"clusters-dir", required_argument, NULL, 'd'},
                                              {"kubeconfig", required_argument, NULL, 'k'},
                                              {"listen", required_argument, NULL, 'l'},
@@ -108,13 +185,15 @@ static int parse_flags(int argc, char **argv, struct ctl_opts *o)
             return 2;
         }
     }
-    if (optind < argc && !o->relay) {
-        fprintf(stderr, "derp-controller: unexpected argument `%s' (relay flags need --relay)\n",
-                argv[optind]);
+    if (optind < argc) {
+        fprintf(stderr, "derp-controller: unexpected argument `%s'\n", argv[optind]);
         return 2;
     }
-    o->relay_args = argv + optind;
-    o->nrelay_args = argc - optind;
+    if (!o->relay && o->nrelay_args > 0) {
+        fprintf(stderr, "derp-controller: unknown flag `%s' (flags for derp-relay need --relay)\n",
+                o->relay_args[0]);
+        return 2;
+    }
     return 0;
 }
 
@@ -275,5 +354,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "derp-controller: libsodium init failed\n");
         return 1;
     }
-    return run(&o);
+    rc = run(&o);
+    free(o.relay_args);
+    return rc;
 }

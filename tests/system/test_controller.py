@@ -328,5 +328,33 @@ def test_relay_supervised_restarted_and_drained():
         c.stop()
 
 
+def test_relay_flags_pass_through_without_separator():
+    relay_port = d.free_port()
+    key = os.path.join(tempfile.mkdtemp(), "relay.key")
+    c = Controller(central="127.0.0.1:%d" % relay_port,
+                   extra=["--relay", "--relay-listen", "127.0.0.1:%d" % relay_port,
+                          "--stun-listen", "off", "--key-file", key, "--drain-ms=200"])
+    try:
+        deadline = time.time() + 10
+        while not os.path.exists(key):
+            assert time.time() < deadline, c.logs()
+            time.sleep(0.05)
+        while True:
+            try:
+                a = d.Client(relay_port)
+                break
+            except OSError:
+                assert time.time() < deadline, c.logs()
+                time.sleep(0.1)
+        a.close()
+        assert "draining" not in c.logs()
+    finally:
+        c.stop()
+    bad = subprocess.run([os.path.join(d.BIN, "derp-controller"), "--clusters-dir", c.dir,
+                          "--central-endpoint", "x.example.com", "--stun-listen", "off"],
+                         capture_output=True, text=True, timeout=10)
+    assert bad.returncode == 2 and "--stun-listen" in bad.stderr, bad.stderr
+
+
 if __name__ == "__main__":
     d.Suite().run(sys.modules[__name__])
