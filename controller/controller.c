@@ -84,14 +84,29 @@ void controller_free(struct controller *ctl)
     free(ctl);
 }
 
+/* Notes are kept sorted by name (the snapshot is applied in name order). */
 static const struct cluster_note *note_find(const struct controller *ctl, const char *name)
 {
-    for (size_t i = 0; i < ctl->nnotes; i++) {
-        if (strcmp(ctl->notes[i].name, name) == 0) {
-            return &ctl->notes[i];
+    size_t lo = 0, hi = ctl->nnotes;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(ctl->notes[mid].name, name);
+        if (c == 0) {
+            return &ctl->notes[mid];
+        }
+        if (c < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
         }
     }
     return NULL;
+}
+
+static int input_cmp(const void *a, const void *b)
+{
+    const struct cluster_input *const *x = a, *const *y = b;
+    return strcmp((*x)->name, (*y)->name);
 }
 
 static int region_cmp(const void *a, const void *b)
@@ -152,15 +167,18 @@ static void log_change(const struct controller *ctl, const struct cluster_input 
     }
 }
 
+/* Both lists are sorted by name: one merge walk finds the regions that went. */
 static void log_removed(const struct controller *ctl, const struct cluster_note *fresh, size_t n)
 {
+    size_t j = 0;
     for (size_t i = 0; i < ctl->nnotes; i++) {
-        bool kept = false;
-        for (size_t j = 0; j < n && !kept; j++) {
-            kept = strcmp(fresh[j].name, ctl->notes[i].name) == 0 && fresh[j].desc != NULL;
+        const struct cluster_note *old = &ctl->notes[i];
+        while (j < n && strcmp(fresh[j].name, old->name) < 0) {
+            j++;
         }
-        if (!kept && ctl->notes[i].desc != NULL) {
-            dc_log(DC_LOG_DEBUG, "derp-map", "region removed: cluster %s", ctl->notes[i].name);
+        bool kept = j < n && strcmp(fresh[j].name, old->name) == 0 && fresh[j].desc != NULL;
+        if (!kept && old->desc != NULL) {
+            dc_log(DC_LOG_DEBUG, "derp-map", "region removed: cluster %s", old->name);
         }
     }
 }
@@ -193,7 +211,8 @@ void controller_apply(struct controller *ctl, const struct cluster_input *cluste
     struct derpmap_region *regions = calloc(n + 1, sizeof(*regions));
     struct annot_endpoint *eps = calloc(n + 1, sizeof(*eps));
     struct cluster_note *notes = calloc(n + 1, sizeof(*notes));
-    if (regions == NULL || eps == NULL || notes == NULL) {
+    const struct cluster_input **sorted = calloc(n + 1, sizeof(*sorted));
+    if (regions == NULL || eps == NULL || notes == NULL || sorted == NULL) {
         dc_log(DC_LOG_ERROR, "derp-map", "out of memory: keeping the last map");
         goto out;
     }
@@ -206,7 +225,13 @@ void controller_apply(struct controller *ctl, const struct cluster_input *cluste
                                          .derp_port = ctl->central.port};
     size_t nr = 1, nnotes = 0, invalid = 0;
     for (size_t i = 0; i < n; i++) {
-        const struct cluster_input *c = &clusters[i];
+        sorted[i] = &clusters[i];
+    }
+    if (n > 1) {
+        qsort(sorted, n, sizeof(*sorted), input_cmp); /* notes stay sorted by name */
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct cluster_input *c = sorted[i];
         if (c->endpoint == NULL) {
             continue; /* not a relay */
         }
@@ -244,6 +269,7 @@ void controller_apply(struct controller *ctl, const struct cluster_input *cluste
     ctl->invalid = invalid;
     publish(ctl, regions, nr);
 out:
+    free(sorted);
     free(regions);
     free(eps);
     if (notes != NULL) {

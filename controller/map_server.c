@@ -360,8 +360,8 @@ static void conn_io_cb(struct dc_loop *loop, struct dc_io *io, uint32_t events)
         if (!c->is_waiting && !conn_has_output(c)) {
             c->is_closing_after = true;
             c->rlen = 0;
-            respond(c, 431, "", "text/plain; charset=utf-8", "request header too large\n", 25,
-                    NULL, false);
+            respond(c, 431, "", "text/plain; charset=utf-8", "request header too large\n", 25, NULL,
+                    false);
         } else {
             conn_close(c); /* pipelining past the buffer while an answer is pending */
         }

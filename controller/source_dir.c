@@ -17,6 +17,7 @@
 /* One Cluster found in a file; strings owned. */
 struct found {
     char *name, *display_name, *endpoint, *insecure, *origin;
+    size_t order; /* position in the scan: the first definition of a name wins */
 };
 
 /* A problem already reported, so a rescan does not repeat it. */
@@ -103,14 +104,6 @@ static void on_doc(void *arg, const struct cluster_doc *doc, size_t index, int l
         problem(sd, text);
         return;
     }
-    for (size_t i = 0; i < sd->nfound; i++) {
-        if (strcmp(sd->found[i].name, doc->name) == 0) {
-            snprintf(text, sizeof(text), "file %s: cluster %s is already defined in %s; ignored",
-                     sd->cur_file, doc->name, sd->found[i].origin);
-            problem(sd, text);
-            return;
-        }
-    }
     if (sd->nfound == sd->capfound) {
         size_t cap = sd->capfound == 0 ? 64 : sd->capfound * 2;
         struct found *v = realloc(sd->found, cap * sizeof(*v));
@@ -126,6 +119,7 @@ static void on_doc(void *arg, const struct cluster_doc *doc, size_t index, int l
     f->endpoint = dup_or_null(doc->endpoint);
     f->insecure = dup_or_null(doc->insecure);
     f->origin = strdup(sd->cur_file);
+    f->order = sd->nfound;
 }
 
 static bool is_yaml_name(const char *name)
@@ -181,6 +175,40 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static int found_cmp(const void *a, const void *b)
+{
+    const struct found *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c != 0 ? c : (x->order > y->order) - (x->order < y->order);
+}
+
+/* Sorts the scan by name and keeps the first definition of each name (in
+ * file order): n log n, so 10 000 Clusters cost nothing here. */
+static void drop_duplicates(struct source_dir *sd)
+{
+    if (sd->nfound > 1) {
+        qsort(sd->found, sd->nfound, sizeof(*sd->found), found_cmp);
+    }
+    size_t out = 0;
+    for (size_t i = 0; i < sd->nfound; i++) {
+        struct found *f = &sd->found[i];
+        if (out > 0 && strcmp(sd->found[out - 1].name, f->name) == 0) {
+            char text[DC_ERR_LEN + 512];
+            snprintf(text, sizeof(text), "file %s: cluster %s is already defined in %s; ignored",
+                     f->origin, f->name, sd->found[out - 1].origin);
+            problem(sd, text);
+            free(f->name);
+            free(f->display_name);
+            free(f->endpoint);
+            free(f->insecure);
+            free(f->origin);
+            continue;
+        }
+        sd->found[out++] = *f;
+    }
+    sd->nfound = out;
+}
+
 static void scan(struct source_dir *sd)
 {
     found_clear(sd);
@@ -217,6 +245,7 @@ static void scan(struct source_dir *sd)
         free(names[i]);
     }
     free(names);
+    drop_duplicates(sd);
     problems_free(sd->old_problems, sd->nold);
     sd->old_problems = sd->problems;
     sd->nold = sd->nproblems;

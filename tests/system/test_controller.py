@@ -202,6 +202,20 @@ def test_bad_input_never_breaks_the_map():
         c.stop()
 
 
+def test_duplicate_cluster_first_file_wins():
+    c = Controller()
+    try:
+        c.write("a.yaml", cluster_yaml("same", "first.example.com"))
+        c.write("b.yaml", cluster_yaml("same", "second.example.com"))
+        time.sleep(0.3)
+        m = c.wait_map(lambda m: "901" in m["Regions"])
+        assert m["Regions"]["901"]["Nodes"][0]["HostName"] == "first.example.com"
+        assert len(m["Regions"]) == 2
+        assert "file b.yaml: cluster same is already defined in a.yaml" in c.logs(), c.logs()
+    finally:
+        c.stop()
+
+
 def test_long_poll_answers_on_change_and_times_out():
     c = Controller()
     try:
