@@ -6,6 +6,10 @@
  *   k8s_yaml    libyaml documents to jansson values (shared by the parsers)
  *   k8s_stream  watch-event stream splitter (pure)
  *   k8s_fields  projections: keep only the JSON pointers a caller names
+ *   k8s_http    requests over one libcurl multi handle driven by the caller's
+ *               loop: TLS, tokens, Status errors, Retry-After, capped backoff
+ *   k8s_watch   LIST then WATCH as client-go's reflector: bookmarks, resume,
+ *               410 relist with the missed changes, projected store
  * Libraries do not own a loop: the program's loop drives them. */
 #ifndef DC_K8S_H
 #define DC_K8S_H

@@ -1,0 +1,1078 @@
+/* test_k8s_http: Kubernetes API requests (k8s-client/k8s_http.c) against the in-tree API test
+ * server (tests/apiserver/run, started once for the group): discovery, create, get, merge /
+ * JSON / strategic patches, update, delete, Status errors, Retry-After and 5xx retries, timeouts,
+ * body limits, client-certificate, bearer-token, token-file rotation, exec-plugin and
+ * tls-server-name authentication, insecure mode. Every loop run is bounded by a dc_timer, so a
+ * hang fails the case instead of blocking ctest. Cases are skipped (not failed) when the test
+ * server cannot be started (no python3). */
+#include "k8s_http.h"
+
+#include "buf.h"
+#include "k8s_config.h"
+#include "loop.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+
+#include <cmocka.h>
+
+#define PATH_LEN 512
+/* Longest any single loop run may take before the case fails (the slowest case waits for a
+ * 1 s Retry-After). */
+#define GUARD_MS 15000u
+/* Longest the test server may take to print "ready". */
+#define SERVER_START_MS 20000
+#define CLUSTERS        "/apis/management.loft.sh/v1/clusters"
+
+/* --- the test server (the same helper is in test_k8s_watch.c) --- */
+
+struct server {
+    pid_t pid;        /* -1 when not running */
+    int out_fd;       /* read end of the server's stdout, kept open until stop */
+    int port;         /* API port (TLS) */
+    int control_port; /* plain-HTTP /__test/ port */
+    char token[128];  /* bearer token of token-user */
+    char dir[64];     /* scratch directory: kubeconfig, pki, plugin scripts */
+    char kubeconfig[PATH_LEN];
+    char why[PATH_LEN + 256]; /* why it did not start */
+};
+
+static bool is_server_root(const char *dir)
+{
+    char path[PATH_LEN];
+    int n = snprintf(path, sizeof(path), "%s/tests/apiserver/run", dir);
+    return n > 0 && (size_t)n < sizeof(path) && access(path, X_OK) == 0;
+}
+
+static bool walk_up(char *dir)
+{
+    while (dir[0] != '\0') {
+        if (is_server_root(dir)) {
+            return true;
+        }
+        char *slash = strrchr(dir, '/');
+        if (slash == NULL || slash == dir) {
+            break;
+        }
+        *slash = '\0';
+    }
+    return false;
+}
+
+/* The repository root: from this file's compile-time path (CMake compiles absolute paths),
+ * else walking up from the working directory or the executable. */
+static bool find_repo_root(char *out, size_t len)
+{
+    const char *file = __FILE__;
+    const char *tail = strstr(file, "/tests/unit/");
+    if (tail != NULL && (size_t)(tail - file) < len) {
+        memcpy(out, file, (size_t)(tail - file));
+        out[tail - file] = '\0';
+        if (is_server_root(out)) {
+            return true;
+        }
+    }
+    if (getcwd(out, len) != NULL && walk_up(out)) {
+        return true;
+    }
+    ssize_t n = readlink("/proc/self/exe", out, len - 1);
+    if (n > 0) {
+        out[n] = '\0';
+        if (walk_up(out)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void server_stop(struct server *s)
+{
+    if (s->pid > 0) {
+        kill(s->pid, SIGTERM);
+        int status = 0;
+        for (int i = 0; i < 500; i++) {
+            if (waitpid(s->pid, &status, WNOHANG) != 0) {
+                s->pid = -1;
+                break;
+            }
+            usleep(10000);
+        }
+        if (s->pid > 0) {
+            kill(s->pid, SIGKILL);
+            waitpid(s->pid, &status, 0);
+        }
+    }
+    s->pid = -1;
+    if (s->out_fd >= 0) {
+        close(s->out_fd);
+        s->out_fd = -1;
+    }
+    if (s->dir[0] != '\0') {
+        nftw(s->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        s->dir[0] = '\0';
+    }
+}
+
+static bool parse_int_line(const char *line, const char *key, int *out)
+{
+    size_t klen = strlen(key);
+    if (strncmp(line, key, klen) != 0 || line[klen] != ' ') {
+        return false;
+    }
+    char *end = NULL;
+    unsigned long v = strtoul(line + klen + 1, &end, 10);
+    if (end == line + klen + 1 || v > 65535) {
+        return false;
+    }
+    *out = (int)v;
+    return true;
+}
+
+/* Reads the server's announcement lines until "ready". */
+static int server_read_banner(struct server *s)
+{
+    char buf[4096];
+    size_t used = 0;
+    uint64_t deadline = dc_now_ms() + SERVER_START_MS;
+    for (;;) {
+        char *nl = memchr(buf, '\n', used);
+        while (nl != NULL) {
+            *nl = '\0';
+            if (strcmp(buf, "ready") == 0) {
+                return s->port > 0 && s->control_port > 0 ? 0 : -1;
+            }
+            if (strncmp(buf, "token ", 6) == 0) {
+                size_t tlen = strlen(buf + 6);
+                if (tlen < sizeof(s->token)) {
+                    memcpy(s->token, buf + 6, tlen + 1);
+                }
+            }
+            (void)(parse_int_line(buf, "port", &s->port) ||
+                   parse_int_line(buf, "control-port", &s->control_port));
+            size_t line_len = (size_t)(nl - buf) + 1;
+            memmove(buf, nl + 1, used - line_len);
+            used -= line_len;
+            nl = memchr(buf, '\n', used);
+        }
+        uint64_t now = dc_now_ms();
+        if (now >= deadline || used == sizeof(buf)) {
+            return -1;
+        }
+        struct pollfd pfd = {.fd = s->out_fd, .events = POLLIN};
+        if (poll(&pfd, 1, (int)(deadline - now)) <= 0) {
+            return -1;
+        }
+        ssize_t n = read(s->out_fd, buf + used, sizeof(buf) - used);
+        if (n <= 0) {
+            return -1;
+        }
+        used += (size_t)n;
+    }
+}
+
+static int server_start(struct server *s, const char *name)
+{
+    memset(s, 0, sizeof(*s));
+    s->pid = -1;
+    s->out_fd = -1;
+    char root[PATH_LEN];
+    if (!find_repo_root(root, sizeof(root))) {
+        snprintf(s->why, sizeof(s->why), "tests/apiserver/run not found above %s", __FILE__);
+        return -1;
+    }
+    snprintf(s->dir, sizeof(s->dir), "/tmp/%s.XXXXXX", name);
+    if (mkdtemp(s->dir) == NULL) {
+        snprintf(s->why, sizeof(s->why), "mkdtemp: %s", strerror(errno));
+        s->dir[0] = '\0';
+        return -1;
+    }
+    char run[PATH_LEN + 32], pki[PATH_LEN], log[PATH_LEN];
+    snprintf(run, sizeof(run), "%s/tests/apiserver/run", root);
+    snprintf(s->kubeconfig, sizeof(s->kubeconfig), "%s/kubeconfig", s->dir);
+    snprintf(pki, sizeof(pki), "%s/pki", s->dir);
+    snprintf(log, sizeof(log), "%s/server.log", s->dir);
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        snprintf(s->why, sizeof(s->why), "pipe: %s", strerror(errno));
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        int logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fds[1], STDOUT_FILENO);
+        if (logfd >= 0) {
+            dup2(logfd, STDERR_FILENO);
+        }
+        execl(run, run, "--port", "0", "--control-port", "0", "--kubeconfig-out", s->kubeconfig,
+              "--pki-dir", pki, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    if (pid < 0) {
+        close(fds[0]);
+        snprintf(s->why, sizeof(s->why), "fork: %s", strerror(errno));
+        return -1;
+    }
+    s->pid = pid;
+    s->out_fd = fds[0];
+    if (server_read_banner(s) < 0) {
+        /* Quote the start of its stderr: the directory goes away with server_stop(). */
+        char head[160] = "";
+        int fd = open(log, O_RDONLY);
+        ssize_t n = fd >= 0 ? read(fd, head, sizeof(head) - 1) : -1;
+        head[n > 0 ? n : 0] = '\0';
+        for (char *p = head; *p != '\0'; p++) {
+            *p = (*p == '\n' || *p == '\r') ? ' ' : *p;
+        }
+        if (fd >= 0) {
+            close(fd);
+        }
+        snprintf(s->why, sizeof(s->why),
+                 "tests/apiserver/run did not start (is python3 installed?): %s", head);
+        return -1;
+    }
+    return 0;
+}
+
+static size_t ctl_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct dc_buf *b = userdata;
+    return dc_buf_append(b, ptr, size * nmemb) == 0 ? size * nmemb : 0;
+}
+
+/* A blocking request to the control port (test code only); returns the HTTP status. The body,
+ * NUL-terminated, goes to out when out is not NULL (caller frees it). */
+static long ctl(const struct server *s, const char *method, const char *path, const char *body,
+                char **out)
+{
+    char url[PATH_LEN];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", s->control_port, path);
+    struct dc_buf b = {0};
+    dc_buf_init(&b, 16u << 20);
+    CURL *e = curl_easy_init();
+    assert_non_null(e);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, ctl_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
+    if (body != NULL) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    }
+    long status = 0;
+    assert_int_equal(curl_easy_perform(e), CURLE_OK);
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(e);
+    if (out != NULL) {
+        assert_int_equal(dc_buf_append(&b, "", 1), 0);
+        *out = (char *)b.p;
+        b.p = NULL;
+    }
+    dc_buf_deinit(&b);
+    return status;
+}
+
+static void fault(const struct server *s, const char *rule)
+{
+    long status = ctl(s, "POST", "/__test/faults", rule, NULL);
+    assert_true(status == 200 || status == 201);
+}
+
+/* --- loop helpers --- */
+
+struct fixture {
+    struct server srv;
+    bool has_server;
+    struct dc_loop *loop;
+    struct dc_timer guard;
+    bool is_timed_out;
+    struct k8s_config *cfg_cert;  /* context test: client certificate */
+    struct k8s_config *cfg_token; /* context test-token: bearer token */
+    struct k8s_client *cert;
+    struct k8s_client *token;
+};
+
+/* What a completion callback saw, copied out of the borrowed response. */
+struct result {
+    struct dc_loop *loop;
+    bool is_done;
+    int error;
+    long status;
+    uint32_t attempts;
+    uint32_t retry_after_s;
+    json_t *json; /* the body parsed, or NULL */
+    char *body;   /* the body, NUL-terminated */
+    char reason[64];
+    char message[1024];
+    char err[DC_ERR_LEN];
+};
+
+static void result_clear(struct result *r)
+{
+    json_decref(r->json);
+    free(r->body);
+    memset(r, 0, sizeof(*r));
+}
+
+static void result_cb(void *arg, const struct k8s_response *resp)
+{
+    struct result *r = arg;
+    r->is_done = true;
+    r->error = resp->error;
+    r->status = resp->status;
+    r->attempts = resp->attempts;
+    r->retry_after_s = resp->retry_after_s;
+    r->body = strndup((const char *)resp->body.p, resp->body.len);
+    r->json = json_loadb((const char *)resp->body.p, resp->body.len, 0, NULL);
+    snprintf(r->reason, sizeof(r->reason), "%s", resp->reason);
+    snprintf(r->message, sizeof(r->message), "%s", resp->message);
+    snprintf(r->err, sizeof(r->err), "%s", resp->err);
+    dc_loop_stop(r->loop);
+}
+
+static void guard_cb(struct dc_loop *loop, struct dc_timer *t)
+{
+    struct fixture *f = t->data;
+    f->is_timed_out = true;
+    dc_loop_stop(loop);
+}
+
+/* Runs the loop until something stops it; fails the case after GUARD_MS. */
+static void run_loop(struct fixture *f)
+{
+    f->guard = (struct dc_timer){.cb = guard_cb, .data = f};
+    dc_timer_start(f->loop, &f->guard, GUARD_MS);
+    assert_int_equal(dc_loop_run(f->loop), 0);
+    dc_timer_stop(f->loop, &f->guard);
+    assert_false(f->is_timed_out);
+}
+
+/* Sends one request and runs the loop until it completes. */
+static void request(struct fixture *f, struct k8s_client *c, const struct k8s_request_opts *o,
+                    struct result *r)
+{
+    result_clear(r);
+    r->loop = f->loop;
+    char err[DC_ERR_LEN] = "";
+    int rc = k8s_request(c, o, result_cb, r, NULL, err);
+    if (rc != 0) {
+        fail_msg("k8s_request: %s (%s)", err, dc_strerror(rc));
+    }
+    run_loop(f);
+    assert_true(r->is_done);
+}
+
+static void get(struct fixture *f, struct k8s_client *c, const char *path, struct result *r)
+{
+    struct k8s_request_opts o = {.method = K8S_GET, .path = path, .timeout_ms = 10000};
+    request(f, c, &o, r);
+}
+
+static void send_json(struct fixture *f, struct k8s_client *c, enum k8s_method m, const char *path,
+                      const char *content_type, const char *body, struct result *r)
+{
+    struct k8s_request_opts o = {.method = m,
+                                 .path = path,
+                                 .body = body,
+                                 .body_len = body != NULL ? strlen(body) : 0,
+                                 .content_type = content_type,
+                                 .timeout_ms = 10000};
+    request(f, c, &o, r);
+}
+
+static void create_cluster(struct fixture *f, struct k8s_client *c, const char *name)
+{
+    char body[512];
+    snprintf(body, sizeof(body),
+             "{\"apiVersion\":\"management.loft.sh/v1\",\"kind\":\"Cluster\","
+             "\"metadata\":{\"name\":\"%s\"},\"spec\":{\"displayName\":\"Display %s\"}}",
+             name, name);
+    struct result r = {0};
+    send_json(f, c, K8S_POST, CLUSTERS, NULL, body, &r);
+    if (r.status != 201) {
+        fail_msg("create %s: %ld %s", name, r.status, r.err);
+    }
+    result_clear(&r);
+}
+
+static int new_client(struct fixture *f, struct k8s_config *cfg, struct k8s_client **out)
+{
+    char err[DC_ERR_LEN] = "";
+    int rc = k8s_client_new(f->loop, cfg, out, err);
+    if (rc != 0) {
+        print_error("k8s_client_new: %s\n", err);
+    }
+    return rc;
+}
+
+static int group_setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    if (f == NULL || sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        return -1;
+    }
+    *state = f;
+    f->loop = dc_loop_new();
+    if (f->loop == NULL) {
+        return -1;
+    }
+    if (server_start(&f->srv, "test_k8s_http") < 0) {
+        print_message("[ SKIPPING ] %s\n", f->srv.why);
+        server_stop(&f->srv);
+        return 0;
+    }
+    char err[DC_ERR_LEN] = "";
+    if (k8s_config_load_kubeconfig(f->srv.kubeconfig, "test", &f->cfg_cert, err) != 0 ||
+        k8s_config_load_kubeconfig(f->srv.kubeconfig, "test-token", &f->cfg_token, err) != 0) {
+        print_error("kubeconfig: %s\n", err);
+        return -1;
+    }
+    if (new_client(f, f->cfg_cert, &f->cert) != 0 || new_client(f, f->cfg_token, &f->token) != 0) {
+        return -1;
+    }
+    f->has_server = true;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    struct fixture *f = *state;
+    if (f == NULL) {
+        return 0;
+    }
+    k8s_client_free(f->cert);
+    k8s_client_free(f->token);
+    k8s_config_free(f->cfg_cert);
+    k8s_config_free(f->cfg_token);
+    server_stop(&f->srv);
+    dc_loop_free(f->loop);
+    free(f);
+    curl_global_cleanup();
+    return 0;
+}
+
+static struct fixture *fixture_get(void **state)
+{
+    struct fixture *f = *state;
+    if (!f->has_server) {
+        print_message("[ SKIPPING ] the Kubernetes API test server did not start: %s\n",
+                      f->srv.why);
+        skip();
+    }
+    return f;
+}
+
+/* --- cases --- */
+
+static void test_k8s_http_backoff(void **state)
+{
+    (void)state;
+    struct k8s_backoff b;
+    k8s_backoff_init(&b, K8S_BACKOFF_BASE_MS, K8S_BACKOFF_CAP_MS);
+    uint32_t expect = 200;
+    for (int i = 0; i < 40; i++) {
+        assert_int_equal(k8s_backoff_ceiling_ms(&b), expect);
+        uint32_t w = k8s_backoff_next_ms(&b);
+        assert_true(w <= expect);
+        expect = expect * 2 > 30000 ? 30000 : expect * 2;
+    }
+    k8s_backoff_reset(&b);
+    assert_int_equal(k8s_backoff_ceiling_ms(&b), 200);
+    /* Full jitter: over many draws the waits spread over the whole range. */
+    uint32_t lo = UINT32_MAX, hi = 0;
+    for (int i = 0; i < 200; i++) {
+        struct k8s_backoff one;
+        k8s_backoff_init(&one, 1000, 1000);
+        uint32_t w = k8s_backoff_next_ms(&one);
+        lo = w < lo ? w : lo;
+        hi = w > hi ? w : hi;
+    }
+    assert_true(lo < 250 && hi > 750);
+    struct k8s_backoff zero = {0};
+    assert_int_equal(k8s_backoff_next_ms(&zero), 0);
+    assert_string_equal(k8s_status_reason(404), "NotFound");
+    assert_string_equal(k8s_status_reason(429), "TooManyRequests");
+    assert_string_equal(k8s_method_name(K8S_PATCH), "PATCH");
+}
+
+static void test_k8s_http_discovery(void **state)
+{
+    struct fixture *f = fixture_get(state);
+    struct result r = {0};
+    get(f, f->token, "/apis", &r);
+    assert_int_equal(r.error, 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.err, "");
+    assert_non_null(r.json);
+    assert_string_equal(json_string_value(json_object_get(r.json, "kind")), "APIGroupList");
+    bool found = false;
+    size_t i;
+    json_t *g;
+    json_array_foreach(json_object_get(r.json, "groups"), i, g)
+    {
+        found |= strcmp(json_string_value(json_object_get(g, "name")), "management.loft.sh") == 0;
+    }
+    assert_true(found);
+    get(f, f->cert, "/version", &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(json_object_get(r.json, "gitVersion"));
+    /* One connection serves one request after another. */
+    struct k8s_client_stats before, after;
+    k8s_client_stats(f->cert, &before);
+    for (int k = 0; k < 5; k++) {
+        get(f, f->cert, "/version", &r);
+        assert_int_equal(r.status, 200);
+    }
+    k8s_client_stats(f->cert, &after);
+    assert_int_equal(after.connects, before.connects);
+    assert_int_equal(after.attempts, before.attempts + 5);
+    result_clear(&r);
+}
+
+static void test_k8s_http_create_get(void **state)
+{
+    struct fixture *f = fixture_get(state);
+    struct result r = {0};
+    create_cluster(f, f->cert, "http-create");
+    get(f, f->token, CLUSTERS "/http-create", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "kind")), "Cluster");
+    json_t *meta = json_object_get(r.json, "metadata");
+    assert_string_equal(json_string_value(json_object_get(meta, "name")), "http-create");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(r.json, "spec"), "displayName")),
+        "Display http-create");
+    /* Creating it again: 409 with the Status reason and message. */
+    send_json(f, f->cert, K8S_POST, CLUSTERS, NULL,
+              "{\"apiVersion\":\"management.loft.sh/v1\",\"kind\":\"Cluster\","
+              "\"metadata\":{\"name\":\"http-create\"}}",
+              &r);
+    assert_int_equal(r.status, 409);
+    assert_string_equal(r.reason, "AlreadyExists");
+    assert_string_equal(
+        r.err, "AlreadyExists: clusters.management.loft.sh \"http-create\" already exists");
+    result_clear(&r);
+}
+
+static void test_k8s_http_patch(void **state)
+{
+    struct fixture *f = fixture_get(state);
+    struct result r = {0};
+    create_cluster(f, f->token, "http-patch");
+    send_json(f, f->token, K8S_PATCH, CLUSTERS "/http-patch", K8S_CONTENT_MERGE_PATCH,
+              "{\"metadata\":{\"annotations\":{\"loft.sh/derp-endpoint\":\"eu.example.com\"}}}",
+              &r);
+    assert_int_equal(r.status, 200);
+    get(f, f->cert, CLUSTERS "/http-patch", &r);
+    json_t *ann = json_object_get(json_object_get(r.json, "metadata"), "annotations");
+    assert_string_equal(json_string_value(json_object_get(ann, "loft.sh/derp-endpoint")),
+                        "eu.example.com");
+    send_json(f, f->cert, K8S_PATCH, CLUSTERS "/http-patch", K8S_CONTENT_JSON_PATCH,
+              "[{\"op\":\"replace\",\"path\":\"/spec/displayName\",\"value\":\"Patched\"}]", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(r.json, "spec"), "displayName")),
+        "Patched");
+    /* kube refuses strategic merge patches on custom resources: 415 with its Status. */
+    send_json(f, f->cert, K8S_PATCH, CLUSTERS "/http-patch", K8S_CONTENT_STRATEGIC_PATCH,
+              "{\"spec\":{\"displayName\":\"x\"}}", &r);
+    assert_int_equal(r.status, 415);
+    assert_string_equal(r.reason, "UnsupportedMediaType");
+    assert_non_null(strstr(r.err, "UnsupportedMediaType: "));
+    /* ... and accepts them on built-ins. */
+    send_json(f, f->cert, K8S_POST, "/api/v1/namespaces/default/configmaps", NULL,
+              "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"http-cm\"},"
+              "\"data\":{\"a\":\"1\"}}",
+              &r);
+    assert_int_equal(r.status, 201);
+    send_json(f, f->cert, K8S_PATCH, "/api/v1/namespaces/default/configmaps/http-cm",
+              K8S_CONTENT_STRATEGIC_PATCH, "{\"data\":{\"b\":\"2\"}}", &r);
+    assert_int_equal(r.status, 200);
+    json_t *data = json_object_get(r.json, "data");
+    assert_string_equal(json_string_value(json_object_get(data, "a")), "1");
+    assert_string_equal(json_string_value(json_object_get(data, "b")), "2");
+    result_clear(&r);
+}
+
+static void test_k8s_http_put(void **state)
+{
+    struct fixture *f = fixture_get(state);
+    struct result r = {0};
+    create_cluster(f, f->cert, "http-put");
+    get(f, f->cert, CLUSTERS "/http-put", &r);
+    json_t *obj = json_incref(r.json);
+    json_object_set_new(json_object_get(obj, "spec"), "displayName", json_string("Replaced"));
+    char *text = json_dumps(obj, JSON_COMPACT);
+    send_json(f, f->cert, K8S_PUT, CLUSTERS "/http-put", NULL, text, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(r.json, "spec"), "displayName")),
+        "Replaced");
+    /* The same stale resourceVersion again: 409 Conflict. */
+    send_json(f, f->cert, K8S_PUT, CLUSTERS "/http-put", NULL, text, &r);
+    assert_int_equal(r.status, 409);
+    assert_string_equal(r.reason, "Conflict");
+    free(text);
+    json_decref(obj);
+    result_clear(&r);
+}
+
+static void test_k8s_http_delete(void **state)
+{
+    struct fixture *f = fixture_get(state);
+    struct result r = {0};
+    create_cluster(f, f->cert, "http-delete");
+    send_json(f, f->token, K8S_DELETE, CLUSTERS "/http-delete", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    get(f, f->token, CLUSTERS "/http-delete", &r);
+    assert_int_equal(r.status, 404);
+    /* DELETE with a body (DeleteOptions). */
+    create_cluster(f, f->cert, "http-delete2");
+    send_json(f, f->token, K8S_DELETE, CLUSTERS "/http-delete2", NULL,
+              "{\"kind\":\"DeleteOptions\",\"apiVersion\":\"v1\",\"propagationPolicy\":"
+              "\"Background\"}",
+              &r);
+    assert_int_equal(r.status, 200);
+    result_clear(&r);
+}
+
+static void test_k8s_http_not_found(void **state)
+{
+    struct fixture *f = fixture_get(state);
+    struct result r = {0};
+    get(f, f->cert, CLUSTERS "/x", &r);
+    assert_int_equal(r.error, 0);
+    assert_int_equal(r.status, 404);
+    assert_false(r.status >= 200 && r.status < 300);
+    assert_string_equal(r.reason, "NotFound");
+    assert_string_equal(r.message, "clusters.management.loft.sh \"x\" not found");
+    assert_string_equal(r.err, "NotFound: clusters.management.loft.sh \"x\" not found");
+    assert_int_equal(r.attempts, 1);
+    result_clear(&r);
+}
+
+static void test_k8s_http_retry_after_429(void **state)
+{
+    struct fixture *f = fixture_get(state);
+    struct result r = {0};
+    create_cluster(f, f->cert, "http-429");
+    fault(&f->srv, "{\"action\":\"status\",\"code\":429,\"retryAfter\":1,\"method\":\"GET\","
+                   "\"path\":\"/clusters/http-429$\"}");
+    struct k8s_request_opts o = {
+        .method = K8S_GET, .path = CLUSTERS "/http-429", .timeout_ms = 10000, .retries = 3};
+    request(f, f->token, &o, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.attempts, 2);
+    /* Without retries the 429 comes back with kube's text and its Retry-After. */
+    fault(&f->srv, "{\"action\":\"status\",\"code\":429,\"retryAfter\":1,\"method\":\"GET\","
+                   "\"path\":\"/clusters/http-429$\"}");
+    o.retries = 0;
+    request(f, f->token, &o, &r);
+    assert_int_equal(r.status, 429);
+    assert_int_equal(r.retry_after_s, 1);
+    assert_string_equal(r.reason, "TooManyRequests");
+    assert_string_equal(r.err, "TooManyRequests: Too many requests, please try again later.");
+    /* A POST answered 429 is retried too: the server did not process it. */
+    fault(&f->srv, "{\"action\":\"status\",\"code\":429,\"retryAfter\":1,\"method\":\"POST\","
+                   "\"path\":\"/clusters$\"}");
+    o = (struct k8s_request_opts){
+        .method = K8S_POST,
+        .path = CLUSTERS,
+        .body = "{\"apiVersion\":\"management.loft.sh/v1\",\"kind\":\"Cluster\","
+                "\"metadata\":{\"name\":\"http-429-post\"}}",
+        .timeout_ms = 10000,
+        .retries = 2,
+    };
+    o.body_len = strlen(o.body);
+    request(f, f->cert, &o, &r);
+    assert_int_equal(r.status, 201);
+    assert_int_equal(r.attempts, 2);
+    result_clear(&r);
+}
+
+static void test_k8s_http_retry_500(void **state)
+{
+    struct fixture *f = fixture_get(state);
+    struct result r = {0};
+    create_cluster(f, f->cert, "http-500");
+    fault(&f->srv, "{\"action\":\"status\",\"code\":500,\"count\":2,\"method\":\"GET\","
+                   "\"path\":\"/clusters/http-500$\"}");
+    struct k8s_request_opts o = {
+        .method = K8S_GET, .path = CLUSTERS "/http-500", .timeout_ms = 10000, .retries = 5};
+    request(f, f->cert, &o, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.attempts, 3);
+    struct k8s_client_stats st;
+    k8s_client_stats(f->cert, &st);
+    assert_true(st.retries >= 2);
+    /* Too few retries: the last 500 is reported with its Status message. */
+    fault(&f->srv, "{\"action\":\"status\",\"code\":500,\"count\":2,\"method\":\"GET\","
+                   "\"path\":\"/clusters/http-500$\"}");
+    o.retries = 1;
+    request(f, f->cert, &o, &r);
+    assert_int_equal(r.status, 500);
+    assert_int_equal(r.attempts, 2);
+    assert_string_equal(r.reason, "InternalError");
+    assert_string_equal(r.err, "InternalError: Internal error occurred: injected fault");
+    /* A PATCH is not idempotent: a 500 is not retried. */
+    fault(&f->srv, "{\"action\":\"status\",\"code\":500,\"method\":\"PATCH\","
+                   "\"path\":\"/clusters/http-500$\"}");
+    o = (struct k8s_request_opts){.method = K8S_PATCH,
+                                  .path = CLUSTERS "/http-500",
+                                  .body = "{\"spec\":{\"displayName\":\"p\"}}",
+                                  .content_type = K8S_CONTENT_MERGE_PATCH,
+                                  .timeout_ms = 10000,
+                                  .retries = 5};
+    o.body_len = strlen(o.body);
+    request(f, f->cert, &o, &r);
+    assert_int_equal(r.status, 500);
+    assert_int_equal(r.attempts, 1);
+    /* A dropped connection is retried for a GET (by libcurl itself when the dropped connection
+     * was a reused one, else by us). */
+    fault(&f->srv, "{\"action\":\"reset\",\"method\":\"GET\",\"path\":\"/clusters/http-500$\"}");
+    o = (struct k8s_request_opts){
+        .method = K8S_GET, .path = CLUSTERS "/http-500", .timeout_ms = 10000, .retries = 2};
+    request(f, f->cert, &o, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(r.attempts <= 2);
+    /* Without retries a dropped fresh connection is reported. */
+    fault(&f->srv, "{\"action\":\"reset\",\"count\":2,\"method\":\"GET\","
+                   "\"path\":\"/clusters/http-500$\"}");
+    o.retries = 0;
+    request(f, f->cert, &o, &r);
+    assert_int_equal(r.error, -ECONNRESET);
+    assert_int_equal(r.attempts, 1);
+    ctl(&f->srv, "DELETE", "/__test/faults", NULL, NULL);
+    result_clear(&r);
+}
+
+static void test_k8s_http_timeout(void **state)
+{
+    struct fixture *f = fixture_get(state);
+    struct result r = {0};
+    fault(&f->srv, "{\"action\":\"stall\",\"seconds\":3,\"path\":\"/api/v1/namespaces/stall$\"}");
+    struct k8s_request_opts o = {
+        .method = K8S_GET, .path = "/api/v1/namespaces/stall", .timeout_ms = 300, .retries = 3};
+    request(f, f->token, &o, &r);
+    assert_int_equal(r.error, -ETIMEDOUT);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.attempts, 1);
+    assert_string_equal(r.err, "GET /api/v1/namespaces/stall: timed out after 300 ms");
+    /* Stalled after the headers: still a timeout. */
+    fault(&f->srv, "{\"action\":\"stall\",\"seconds\":3,\"phase\":\"headers\","
+                   "\"path\":\"/api/v1/namespaces/stall$\"}");
+    request(f, f->token, &o, &r);
+    assert_int_equal(r.error, -ETIMEDOUT);
+    /* A retry that would wait past the deadline is not made: the 429 is reported. */
+    fault(&f->srv, "{\"action\":\"status\",\"code\":429,\"retryAfter\":5,"
+                   "\"path\":\"/api/v1/namespaces/stall$\"}");
+    request(f, f->token, &o, &r);
+    assert_int_equal(r.status, 429);
+    assert_int_equal(r.attempts, 1);
+    result_clear(&r);
+}
+
+static void test_k8s_http_body_limit(void **state)
+{
+    struct fixture *f = fixture_get(state);
+    struct result r = {0};
+    struct k8s_request_opts o = {
+        .method = K8S_GET, .path = "/apis", .timeout_ms = 10000, .max_body_len = 64};
+    request(f, f->cert, &o, &r);
+    assert_int_equal(r.error, -EMSGSIZE);
+    assert_non_null(strstr(r.err, "over 64 bytes"));
+    /* A cut body: the connection drops mid-body. */
+    fault(&f->srv, "{\"action\":\"cut\",\"afterBytes\":10,\"path\":\"^/version$\"}");
+    o = (struct k8s_request_opts){.method = K8S_GET, .path = "/version", .timeout_ms = 10000};
+    request(f, f->cert, &o, &r);
+    assert_int_equal(r.error, -ECONNRESET);
+    result_clear(&r);
+}
+
+static void test_k8s_http_bad_input(void **state)
+{
+    struct fixture *f = fixture_get(state);
+    char err[DC_ERR_LEN] = "";
+    struct k8s_request_opts o = {.method = K8S_GET, .path = "api"};
+    assert_int_equal(k8s_request(f->cert, &o, result_cb, NULL, NULL, err), -EINVAL);
+    assert_non_null(strstr(err, "start with '/'"));
+    o = (struct k8s_request_opts){
+        .method = K8S_PATCH, .path = CLUSTERS "/x", .body = "{}", .body_len = 2};
+    assert_int_equal(k8s_request(f->cert, &o, result_cb, NULL, NULL, err), -EINVAL);
+    assert_non_null(strstr(err, "content type"));
+    char *long_path = malloc(K8S_HTTP_MAX_URL_LEN + 2);
+    assert_non_null(long_path);
+    memset(long_path, 'a', K8S_HTTP_MAX_URL_LEN + 1);
+    long_path[0] = '/';
+    long_path[K8S_HTTP_MAX_URL_LEN + 1] = '\0';
+    o = (struct k8s_request_opts){.method = K8S_GET, .path = long_path};
+    assert_int_equal(k8s_request(f->cert, &o, result_cb, NULL, NULL, err), -EMSGSIZE);
+    free(long_path);
+    /* A server that is not a URL. */
+    struct k8s_config bad = {.server = "ftp://example.com"};
+    struct k8s_client *c = NULL;
+    assert_int_equal(k8s_client_new(f->loop, &bad, &c, err), -EINVAL);
+    assert_string_equal(err, "server `ftp://example.com' is not an http(s) URL");
+    assert_null(c);
+    k8s_client_free(NULL);
+}
+
+/* Cancelling: no callback runs, and other requests go on. */
+static void cancel_cb(void *arg, const struct k8s_response *resp)
+{
+    (void)resp;
+    bool *called = arg;
+    *called = true;
+}
+
+static void test_k8s_http_cancel(void **state)
+{
+    struct fixture *f = fixture_get(state);
+    fault(&f->srv, "{\"action\":\"stall\",\"seconds\":2,\"path\":\"/api/v1/namespaces/cancel$\"}");
+    bool called = false;
+    struct k8s_call *call = NULL;
+    struct k8s_request_opts o = {.method = K8S_GET, .path = "/api/v1/namespaces/cancel"};
+    assert_int_equal(k8s_request(f->cert, &o, cancel_cb, &called, &call, NULL), 0);
+    assert_non_null(call);
+    struct result r = {0};
+    get(f, f->cert, "/api/v1/namespaces/default", &r);
+    assert_int_equal(r.status, 200);
+    k8s_call_cancel(call);
+    get(f, f->cert, "/api/v1/namespaces/default", &r);
+    assert_int_equal(r.status, 200);
+    assert_false(called);
+    result_clear(&r);
+}
+
+/* Writes text to dir/name (replacing the file through a rename, as kubelet does). */
+static void write_file(const char *dir, const char *name, const char *text, mode_t mode)
+{
+    char path[PATH_LEN], tmp[PATH_LEN + 8];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    assert_int_equal(rename(tmp, path), 0);
+}
+
+/* A kubeconfig of our own: the test server's CA file and the given user and cluster extras. */
+static struct k8s_config *load_custom(struct fixture *f, const char *cluster_extra,
+                                      const char *user_yaml)
+{
+    char text[4096], err[DC_ERR_LEN] = "", path[PATH_LEN];
+    snprintf(text, sizeof(text),
+             "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+             "clusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:%d\n"
+             "    certificate-authority: pki/ca.crt\n%s"
+             "users:\n- name: u\n  user:\n%s"
+             "contexts:\n- name: c\n  context: {cluster: c, user: u}\n",
+             f->srv.port, cluster_extra, user_yaml);
+    write_file(f->srv.dir, "custom.kubeconfig", text, 0600);
+    snprintf(path, sizeof(path), "%s/custom.kubeconfig", f->srv.dir);
+    struct k8s_config *cfg = NULL;
+    if (k8s_config_load_kubeconfig(path, NULL, &cfg, err) != 0) {
+        fail_msg("custom kubeconfig: %s", err);
+    }
+    return cfg;
+}
+
+static void test_k8s_http_token_file_rotation(void **state)
+{
+    struct fixture *f = fixture_get(state);
+    write_file(f->srv.dir, "token", f->srv.token, 0600);
+    struct k8s_config *cfg = load_custom(f, "", "    tokenFile: token\n");
+    struct k8s_client *c = NULL;
+    assert_int_equal(new_client(f, cfg, &c), 0);
+    struct result r = {0};
+    get(f, c, "/api/v1/namespaces/default", &r);
+    assert_int_equal(r.status, 200);
+    /* Rotate: the server learns a new token and forgets the old one; the file changes. */
+    char body[256];
+    snprintf(body, sizeof(body), "{\"token\":\"rotated-%s\",\"user\":\"token-user\"}",
+             f->srv.token);
+    assert_int_equal(ctl(&f->srv, "POST", "/__test/tokens", body, NULL), 200);
+    snprintf(body, sizeof(body), "{\"remove\":\"%s\"}", f->srv.token);
+    assert_int_equal(ctl(&f->srv, "POST", "/__test/tokens", body, NULL), 200);
+    get(f, c, "/api/v1/namespaces/default", &r);
+    assert_int_equal(r.status, 401);
+    assert_string_equal(r.reason, "Unauthorized");
+    char rotated[160];
+    snprintf(rotated, sizeof(rotated), "rotated-%s\n", f->srv.token);
+    write_file(f->srv.dir, "token", rotated, 0600);
+    get(f, c, "/api/v1/namespaces/default", &r);
+    assert_int_equal(r.status, 200);
+    /* Give the original token back to the other cases. */
+    snprintf(body, sizeof(body), "{\"token\":\"%s\",\"user\":\"token-user\"}", f->srv.token);
+    assert_int_equal(ctl(&f->srv, "POST", "/__test/tokens", body, NULL), 200);
+    result_clear(&r);
+    k8s_client_free(c);
+    k8s_config_free(cfg);
+}
+
+static void test_k8s_http_exec_credential(void **state)
+{
+    struct fixture *f = fixture_get(state);
+    /* The plugin prints the token found in exec-token and counts its runs in exec-runs. */
+    char script[1024];
+    snprintf(script, sizeof(script),
+             "#!/bin/sh\necho run >> '%s/exec-runs'\n"
+             "printf '{\"apiVersion\":\"client.authentication.k8s.io/v1\","
+             "\"kind\":\"ExecCredential\",\"status\":{\"token\":\"%%s\"}}' "
+             "\"$(cat '%s/exec-token')\"\n",
+             f->srv.dir, f->srv.dir);
+    write_file(f->srv.dir, "plugin.sh", script, 0700);
+    write_file(f->srv.dir, "exec-token", f->srv.token, 0600);
+    char user[PATH_LEN + 128];
+    snprintf(user, sizeof(user),
+             "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n"
+             "      command: %s/plugin.sh\n      interactiveMode: Never\n",
+             f->srv.dir);
+    struct k8s_config *cfg = load_custom(f, "", user);
+    struct k8s_client *c = NULL;
+    assert_int_equal(new_client(f, cfg, &c), 0);
+    struct result r = {0};
+    get(f, c, "/api/v1/namespaces/default", &r);
+    assert_int_equal(r.status, 200);
+    get(f, c, "/api/v1/namespaces/kube-system", &r);
+    assert_int_equal(r.status, 200);
+    char path[PATH_LEN];
+    snprintf(path, sizeof(path), "%s/exec-runs", f->srv.dir);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    size_t n = 0;
+    char line[64];
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        n++;
+    }
+    fclose(fp);
+    assert_int_equal(n, 1); /* cached: one run for two requests */
+    /* The server revokes the token: the 401 makes the plugin run again. */
+    char body[256];
+    snprintf(body, sizeof(body), "{\"token\":\"exec-%s\",\"user\":\"token-user\"}", f->srv.token);
+    assert_int_equal(ctl(&f->srv, "POST", "/__test/tokens", body, NULL), 200);
+    snprintf(body, sizeof(body), "{\"remove\":\"%s\"}", f->srv.token);
+    assert_int_equal(ctl(&f->srv, "POST", "/__test/tokens", body, NULL), 200);
+    snprintf(body, sizeof(body), "exec-%s", f->srv.token);
+    write_file(f->srv.dir, "exec-token", body, 0600);
+    get(f, c, "/api/v1/namespaces/default", &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.attempts, 2);
+    snprintf(body, sizeof(body), "{\"token\":\"%s\",\"user\":\"token-user\"}", f->srv.token);
+    assert_int_equal(ctl(&f->srv, "POST", "/__test/tokens", body, NULL), 200);
+    result_clear(&r);
+    k8s_client_free(c);
+    k8s_config_free(cfg);
+}
+
+static void test_k8s_http_tls(void **state)
+{
+    struct fixture *f = fixture_get(state);
+    struct result r = {0};
+    char user[256];
+    snprintf(user, sizeof(user), "    token: %s\n", f->srv.token);
+    /* tls-server-name: the server certificate names "kubernetes", not "wrong.example". */
+    struct k8s_config *cfg = load_custom(f, "    tls-server-name: kubernetes\n", user);
+    struct k8s_client *c = NULL;
+    assert_int_equal(new_client(f, cfg, &c), 0);
+    get(f, c, "/api/v1/namespaces/default", &r);
+    assert_int_equal(r.status, 200);
+    k8s_client_free(c);
+    k8s_config_free(cfg);
+    cfg = load_custom(f, "    tls-server-name: wrong.example\n", user);
+    assert_int_equal(new_client(f, cfg, &c), 0);
+    get(f, c, "/api/v1/namespaces/default", &r);
+    assert_int_equal(r.error, -EPROTO);
+    assert_int_equal(r.attempts, 1);
+    assert_true(r.err[0] != '\0');
+    k8s_client_free(c);
+    k8s_config_free(cfg);
+    /* No CA: the system roots do not know the test CA... */
+    cfg = load_custom(f, "", user);
+    free(cfg->ca_file);
+    cfg->ca_file = NULL;
+    assert_int_equal(new_client(f, cfg, &c), 0);
+    get(f, c, "/api/v1/namespaces/default", &r);
+    assert_int_equal(r.error, -EPROTO);
+    k8s_client_free(c);
+    /* ... unless verification is off. */
+    cfg->is_insecure = true;
+    assert_int_equal(new_client(f, cfg, &c), 0);
+    get(f, c, "/api/v1/namespaces/default", &r);
+    assert_int_equal(r.status, 200);
+    k8s_client_free(c);
+    k8s_config_free(cfg);
+    result_clear(&r);
+}
+
+static void test_k8s_http_connection_refused(void **state)
+{
+    struct fixture *f = fixture_get(state);
+    /* Port 1 on loopback: nothing listens there, so every attempt is refused. */
+    struct k8s_config cfg = {.server = "https://127.0.0.1:1", .is_insecure = true};
+    struct k8s_client *c = NULL;
+    assert_int_equal(new_client(f, &cfg, &c), 0);
+    struct result r = {0};
+    struct k8s_request_opts o = {
+        .method = K8S_GET, .path = "/version", .timeout_ms = 5000, .retries = 2};
+    request(f, c, &o, &r);
+    assert_int_equal(r.error, -ECONNREFUSED);
+    assert_int_equal(r.attempts, 3);
+    assert_non_null(strstr(r.err, "GET /version: "));
+    result_clear(&r);
+    k8s_client_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_k8s_http_backoff),
+        cmocka_unit_test(test_k8s_http_discovery),
+        cmocka_unit_test(test_k8s_http_create_get),
+        cmocka_unit_test(test_k8s_http_patch),
+        cmocka_unit_test(test_k8s_http_put),
+        cmocka_unit_test(test_k8s_http_delete),
+        cmocka_unit_test(test_k8s_http_not_found),
+        cmocka_unit_test(test_k8s_http_retry_after_429),
+        cmocka_unit_test(test_k8s_http_retry_500),
+        cmocka_unit_test(test_k8s_http_timeout),
+        cmocka_unit_test(test_k8s_http_body_limit),
+        cmocka_unit_test(test_k8s_http_bad_input),
+        cmocka_unit_test(test_k8s_http_cancel),
+        cmocka_unit_test(test_k8s_http_token_file_rotation),
+        cmocka_unit_test(test_k8s_http_exec_credential),
+        cmocka_unit_test(test_k8s_http_tls),
+        cmocka_unit_test(test_k8s_http_connection_refused),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
