@@ -795,6 +795,409 @@ def sa_printer(o):
     return [o["metadata"]["name"], len(o.get("secrets") or []), _age(o)]
 
 
+# ----------------------------------------------------------------- apps/v1 Deployment
+
+def _format_selector(sel):
+    """metav1.FormatLabelSelector: requirements sorted by key, or <none>."""
+    if not isinstance(sel, dict):
+        return "<none>"
+    reqs = []
+    for k, v in (sel.get("matchLabels") or {}).items():
+        reqs.append((k, "%s=%s" % (k, v)))
+    for e in sel.get("matchExpressions") or []:
+        k, op, vals = e.get("key", ""), e.get("operator", ""), e.get("values") or []
+        if op == "In":
+            reqs.append((k, "%s in (%s)" % (k, ",".join(sorted(vals)))))
+        elif op == "NotIn":
+            reqs.append((k, "%s notin (%s)" % (k, ",".join(sorted(vals)))))
+        elif op == "Exists":
+            reqs.append((k, k))
+        elif op == "DoesNotExist":
+            reqs.append((k, "!" + k))
+    if not reqs:
+        return "<none>"
+    return ",".join(r for _k, r in sorted(reqs, key=lambda x: x[0]))
+
+
+def _probe_defaults(pr):
+    if not isinstance(pr, dict):
+        return
+    pr.setdefault("timeoutSeconds", 1)
+    pr.setdefault("periodSeconds", 10)
+    pr.setdefault("successThreshold", 1)
+    pr.setdefault("failureThreshold", 3)
+    if isinstance(pr.get("httpGet"), dict):
+        pr["httpGet"].setdefault("scheme", "HTTP")
+
+
+def pod_template_defaults(spec):
+    """SetDefaults_PodSpec and friends for a pod template (no admission defaults)."""
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("securityContext", {})
+    spec.setdefault("schedulerName", "default-scheduler")
+    if spec.get("serviceAccountName") and "serviceAccount" not in spec:
+        spec["serviceAccount"] = spec["serviceAccountName"]
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        if not isinstance(c, dict):
+            continue
+        img = c.get("image", "")
+        tag = img.rsplit("/", 1)[-1]
+        c.setdefault("imagePullPolicy", "Always" if (":" not in tag or tag.endswith(":latest")) and "@" not in img else "IfNotPresent")
+        c.setdefault("terminationMessagePath", "/dev/termination-log")
+        c.setdefault("terminationMessagePolicy", "File")
+        c.setdefault("resources", {})
+        for pt in c.get("ports") or []:
+            if isinstance(pt, dict):
+                pt.setdefault("protocol", "TCP")
+        for f in ("livenessProbe", "readinessProbe", "startupProbe"):
+            _probe_defaults(c.get(f))
+        for e in c.get("env") or []:
+            fr = ((e or {}).get("valueFrom") or {}).get("fieldRef")
+            if isinstance(fr, dict):
+                fr.setdefault("apiVersion", "v1")
+    for v in spec.get("volumes") or []:
+        if not isinstance(v, dict):
+            continue
+        if isinstance(v.get("secret"), dict):
+            v["secret"].setdefault("defaultMode", 420)
+        if isinstance(v.get("configMap"), dict):
+            v["configMap"].setdefault("defaultMode", 420)
+
+
+def deploy_defaults(o, old, ctx):
+    spec = o.setdefault("spec", {})
+    spec.setdefault("replicas", 1)
+    spec.setdefault("revisionHistoryLimit", 10)
+    spec.setdefault("progressDeadlineSeconds", 600)
+    st = spec.setdefault("strategy", {})
+    st.setdefault("type", "RollingUpdate")
+    if st["type"] == "RollingUpdate":
+        ru = st.setdefault("rollingUpdate", {})
+        ru.setdefault("maxUnavailable", "25%")
+        ru.setdefault("maxSurge", "25%")
+    tmpl = spec.setdefault("template", {})
+    tmpl.setdefault("metadata", {}).setdefault("creationTimestamp", None)
+    pod_template_defaults(tmpl.setdefault("spec", {}))
+    if old is None:
+        o["status"] = {}
+
+
+def _validate_pod_template(tmpl, path):
+    errs = []
+    pspec = (tmpl or {}).get("spec") or {}
+    cs = pspec.get("containers")
+    if not cs:
+        errs.append(E.required(path + ".spec.containers"))
+    names = set()
+    for i, c in enumerate(cs or []):
+        if not isinstance(c, dict):
+            continue
+        n = c.get("name")
+        p = "%s.spec.containers[%d]" % (path, i)
+        if not n:
+            errs.append(E.required(p + ".name"))
+        else:
+            for m in U.is_dns1123_label(n):
+                errs.append(E.invalid(p + ".name", n, m))
+            if n in names:
+                errs.append(E.duplicate(p + ".name", n))
+            names.add(n)
+        if not c.get("image"):
+            errs.append(E.required(p + ".image"))
+    return errs
+
+
+def _selector_matches(sel, labels):
+    for k, v in (sel.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in sel.get("matchExpressions") or []:
+        k, op, vals = e.get("key"), e.get("operator"), e.get("values") or []
+        if op == "In" and labels.get(k) not in vals:
+            return False
+        if op == "NotIn" and k in labels and labels[k] in vals:
+            return False
+        if op == "Exists" and k not in labels:
+            return False
+        if op == "DoesNotExist" and k in labels:
+            return False
+    return True
+
+
+def deploy_validate(o, old):
+    errs = []
+    spec = o.get("spec") or {}
+    r = spec.get("replicas")
+    if isinstance(r, int) and r < 0:
+        errs.append(E.invalid("spec.replicas", r, "must be greater than or equal to 0"))
+    sel = spec.get("selector")
+    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    if not isinstance(sel, dict) or not (sel.get("matchLabels") or sel.get("matchExpressions")):
+        errs.append(E.required("spec.selector"))
+        errs.append(E.invalid("spec.selector", sel or {}, "empty selector is invalid for deployment"))
+    elif not _selector_matches(sel, labels):
+        errs.append(E.invalid("spec.template.metadata.labels", labels, "`selector` does not match template `labels`"))
+    if old is not None and isinstance(sel, dict) and (old.get("spec") or {}).get("selector") != sel:
+        errs.append(E.invalid("spec.selector", sel, "field is immutable"))
+    errs += _validate_pod_template(spec.get("template"), "spec.template")
+    st = (spec.get("strategy") or {}).get("type")
+    if st not in (None, "RollingUpdate", "Recreate"):
+        errs.append(E.not_supported("spec.strategy.type", st, ["Recreate", "RollingUpdate"]))
+    return errs
+
+
+def deploy_printer(o):
+    spec = o.get("spec") or {}
+    st = o.get("status") or {}
+    cs = (((spec.get("template") or {}).get("spec") or {}).get("containers") or [])
+    return [o["metadata"]["name"], "%d/%d" % (st.get("readyReplicas") or 0, spec.get("replicas") or 0),
+            st.get("updatedReplicas") or 0, st.get("availableReplicas") or 0, _age(o),
+            ",".join(c.get("name", "") for c in cs), ",".join(c.get("image", "") for c in cs),
+            _format_selector(spec.get("selector"))]
+
+
+DEPLOY_COLUMNS = [
+    NAME_COL,
+    col("Ready", desc="Number of the pod with ready state"),
+    col("Up-to-date", "integer", desc="Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
+    col("Available", "integer", desc="Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
+    AGE_COL,
+    col("Containers", priority=1, desc="Names of each container in the template."),
+    col("Images", priority=1, desc="Images referenced by each container in the template."),
+    col("Selector", priority=1, desc="Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment."),
+]
+
+
+# ----------------------------------------------------------------- rbac.authorization.k8s.io/v1
+
+def _rules_validate(o, namespaced):
+    errs = []
+    for i, r in enumerate(o.get("rules") or []):
+        r = r or {}
+        p = "rules[%d]" % i
+        if not r.get("verbs"):
+            errs.append(E.required(p + ".verbs", "verbs must contain at least one value"))
+        if r.get("nonResourceURLs"):
+            if namespaced:
+                errs.append(E.invalid(p + ".nonResourceURLs", r["nonResourceURLs"], "namespaced rules cannot apply to non-resource URLs"))
+            if r.get("apiGroups") or r.get("resources") or r.get("resourceNames"):
+                errs.append(E.invalid(p + ".nonResourceURLs", r["nonResourceURLs"], "rules cannot apply to both regular resources and non-resource URLs"))
+            continue
+        if not r.get("apiGroups"):
+            errs.append(E.required(p + ".apiGroups", "resource rules must supply at least one api group"))
+        if not r.get("resources"):
+            errs.append(E.required(p + ".resources", "resource rules must supply at least one resource"))
+    return errs
+
+
+def role_validate(o, old):
+    return _rules_validate(o, True)
+
+
+def clusterrole_validate(o, old):
+    return _rules_validate(o, False)
+
+
+def _binding_validate(o, old, kinds):
+    errs = []
+    ref = o.get("roleRef")
+    if not isinstance(ref, dict):
+        errs.append(E.required("roleRef"))
+        ref = {}
+    if ref.get("apiGroup") != "rbac.authorization.k8s.io":
+        errs.append(E.not_supported("roleRef.apiGroup", ref.get("apiGroup", ""), ["rbac.authorization.k8s.io"]))
+    if ref.get("kind") not in kinds:
+        errs.append(E.not_supported("roleRef.kind", ref.get("kind", ""), kinds))
+    if not ref.get("name"):
+        errs.append(E.required("roleRef.name"))
+    for i, sub in enumerate(o.get("subjects") or []):
+        sub = sub or {}
+        p = "subjects[%d]" % i
+        if not sub.get("name"):
+            errs.append(E.required(p + ".name"))
+        k = sub.get("kind")
+        if k not in ("ServiceAccount", "User", "Group"):
+            errs.append(E.not_supported(p + ".kind", k or "", ["ServiceAccount", "User", "Group"]))
+        elif k == "ServiceAccount":
+            if sub.get("apiGroup"):
+                errs.append(E.not_supported(p + ".apiGroup", sub["apiGroup"], [""]))
+            if len(kinds) == 1 and not sub.get("namespace"):
+                errs.append(E.required(p + ".namespace"))
+        elif sub.get("apiGroup") != "rbac.authorization.k8s.io":
+            errs.append(E.not_supported(p + ".apiGroup", sub.get("apiGroup", ""), ["rbac.authorization.k8s.io"]))
+    if old is not None and old.get("roleRef") != o.get("roleRef"):
+        errs.append(E.invalid("roleRef", o.get("roleRef"), "cannot change roleRef"))
+    return errs
+
+
+def rolebinding_validate(o, old):
+    return _binding_validate(o, old, ["Role", "ClusterRole"])
+
+
+def crb_validate(o, old):
+    return _binding_validate(o, old, ["ClusterRole"])
+
+
+def role_printer(o):
+    return [o["metadata"]["name"], ((o.get("metadata") or {}).get("creationTimestamp") or "")]
+
+
+def binding_printer(o):
+    ref = o.get("roleRef") or {}
+    users, groups, sas = [], [], []
+    for s in o.get("subjects") or []:
+        k = (s or {}).get("kind")
+        if k == "User":
+            users.append(s.get("name", ""))
+        elif k == "Group":
+            groups.append(s.get("name", ""))
+        elif k == "ServiceAccount":
+            sas.append("%s/%s" % (s.get("namespace", ""), s.get("name", "")))
+    return [o["metadata"]["name"], "%s/%s" % (ref.get("kind", ""), ref.get("name", "")), _age(o),
+            ", ".join(users), ", ".join(groups), ", ".join(sas)]
+
+
+ROLE_COLUMNS = [NAME_COL, col("Created At", "date", "", CREATION_DESC)]
+BINDING_COLUMNS = [
+    NAME_COL,
+    col("Role", desc="RoleRef can reference a Role in the current namespace or a ClusterRole in the global namespace. If the RoleRef cannot be resolved, the Authorizer must return an error. This field is immutable."),
+    AGE_COL,
+    col("Users", priority=1, desc="Users in the roleBinding"),
+    col("Groups", priority=1, desc="Groups in the roleBinding"),
+    col("ServiceAccounts", priority=1, desc="ServiceAccounts in the roleBinding"),
+]
+
+
+# ----------------------------------------------------------------- policy/v1 PodDisruptionBudget
+
+def pdb_defaults(o, old, ctx):
+    o.setdefault("spec", {})
+    if old is None:
+        o["status"] = {"currentHealthy": 0, "desiredHealthy": 0, "disruptionsAllowed": 0, "expectedPods": 0}
+
+
+def _int_or_percent(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0 or \
+        isinstance(v, str) and re.match(r"^(\d+%|\d+)$", v) is not None
+
+
+def pdb_validate(o, old):
+    errs = []
+    spec = o.get("spec") or {}
+    mn, mx = spec.get("minAvailable"), spec.get("maxUnavailable")
+    if mn is not None and mx is not None:
+        errs.append(E.invalid("spec", spec, "minAvailable and maxUnavailable cannot be both set"))
+    for f, v in (("minAvailable", mn), ("maxUnavailable", mx)):
+        if v is not None and not _int_or_percent(v):
+            errs.append(E.invalid("spec." + f, v, "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')"))
+    return errs
+
+
+def _ios(v):
+    return "N/A" if v is None else str(v)
+
+
+def pdb_printer(o):
+    spec = o.get("spec") or {}
+    return [o["metadata"]["name"], _ios(spec.get("minAvailable")), _ios(spec.get("maxUnavailable")),
+            (o.get("status") or {}).get("disruptionsAllowed") or 0, _age(o)]
+
+
+PDB_COLUMNS = [
+    NAME_COL,
+    col("Min Available", desc="The minimum number of pods that must be available"),
+    col("Max Unavailable", desc="The maximum number of pods that may be unavailable"),
+    col("Allowed Disruptions", "integer", desc="Calculated number of pods that may be disrupted at this time"),
+    AGE_COL,
+]
+
+
+# ----------------------------------------------------------------- networking.k8s.io/v1 Ingress
+
+def ing_defaults(o, old, ctx):
+    o.setdefault("spec", {})
+    if old is None:
+        o["status"] = {"loadBalancer": {}}
+
+
+def _ing_backend_validate(b, path):
+    errs = []
+    if not isinstance(b, dict):
+        return [E.required(path)]
+    svc, res = b.get("service"), b.get("resource")
+    if svc is None and res is None:
+        errs.append(E.invalid(path, b, "one backend must be specified"))
+    if isinstance(svc, dict):
+        if not svc.get("name"):
+            errs.append(E.required(path + ".service.name"))
+        port = svc.get("port") or {}
+        if not port.get("name") and not port.get("number"):
+            errs.append(E.required(path + ".service.port", "port name or number is required"))
+        if port.get("name") and port.get("number"):
+            errs.append(E.invalid(path + ".service.port", port, "cannot set both port name & port number"))
+    return errs
+
+
+def ing_validate(o, old):
+    errs = []
+    spec = o.get("spec") or {}
+    if not spec.get("rules") and not spec.get("defaultBackend"):
+        errs.append(E.invalid("spec", spec, "either `defaultBackend` or `rules` must be specified"))
+    if spec.get("defaultBackend") is not None:
+        errs += _ing_backend_validate(spec["defaultBackend"], "spec.defaultBackend")
+    for i, r in enumerate(spec.get("rules") or []):
+        r = r or {}
+        h = r.get("host")
+        if h:
+            hv = h[2:] if h.startswith("*.") else h
+            for m in U.is_dns1123_subdomain(hv):
+                errs.append(E.invalid("spec.rules[%d].host" % i, h, m))
+        for j, pth in enumerate(((r.get("http") or {}).get("paths")) or []):
+            pth = pth or {}
+            p = "spec.rules[%d].http.paths[%d]" % (i, j)
+            pt = pth.get("pathType")
+            if pt is None:
+                errs.append(E.required(p + ".pathType", "pathType must be specified"))
+            elif pt not in ("Exact", "Prefix", "ImplementationSpecific"):
+                errs.append(E.not_supported(p + ".pathType", pt, ["Exact", "ImplementationSpecific", "Prefix"]))
+            if pt in ("Exact", "Prefix") and not str(pth.get("path", "")).startswith("/"):
+                errs.append(E.invalid(p + ".path", pth.get("path", ""), "must be an absolute path"))
+            errs += _ing_backend_validate(pth.get("backend"), p + ".backend")
+    for i, t in enumerate(spec.get("tls") or []):
+        for j, h in enumerate((t or {}).get("hosts") or []):
+            hv = h[2:] if h.startswith("*.") else h
+            for m in U.is_dns1123_subdomain(hv):
+                errs.append(E.invalid("spec.tls[%d].hosts[%d]" % (i, j), h, m))
+    return errs
+
+
+def ing_printer(o):
+    spec = o.get("spec") or {}
+    hosts = [r.get("host") for r in (spec.get("rules") or []) if (r or {}).get("host")]
+    if not hosts:
+        hosts_s = "*"
+    elif len(hosts) > 3:
+        hosts_s = "%s + %d more..." % (",".join(hosts[:3]), len(hosts) - 3)
+    else:
+        hosts_s = ",".join(hosts)
+    lb = (((o.get("status") or {}).get("loadBalancer") or {}).get("ingress")) or []
+    addr = ",".join(i.get("ip") or i.get("hostname") or "" for i in lb if i.get("ip") or i.get("hostname"))
+    return [o["metadata"]["name"], spec.get("ingressClassName") or "<none>", hosts_s, addr,
+            "80, 443" if spec.get("tls") else "80", _age(o)]
+
+
+ING_COLUMNS = [
+    NAME_COL,
+    col("Class", desc="The name of the IngressClass resource that should be used for this Ingress."),
+    col("Hosts", desc="Hosts that incoming requests are matched against before the ingress rule"),
+    col("Address", desc="Address is a list containing ingress points for the load-balancer"),
+    col("Ports", desc="Ports of TLS configurations that open"),
+    AGE_COL,
+]
+
+
 # ----------------------------------------------------------------- CustomResourceDefinition
 
 def crd_printer(o):
@@ -987,6 +1390,28 @@ def builtin_types():
                               col("Ports", desc="ports specifies the list of network ports exposed by each endpoint in this slice."),
                               col("Endpoints", desc="endpoints is a list of unique endpoints in this slice."), AGE_COL],
                      defaulter=eps_defaults, validator=eps_validate, generation=True, priority=3),
+        ResourceType(group="apps", version="v1", kind="Deployment", plural="deployments", short_names=["deploy"],
+                     categories=["all"], subresources={"status": ["get", "patch", "update"]}, status_sub=True,
+                     printer=deploy_printer, columns=DEPLOY_COLUMNS, defaulter=deploy_defaults,
+                     validator=deploy_validate, generation=True, priority=0),
+        ResourceType(group="rbac.authorization.k8s.io", version="v1", kind="ClusterRole", plural="clusterroles",
+                     namespaced=False, printer=role_printer, columns=ROLE_COLUMNS, validator=clusterrole_validate,
+                     name_check="path", priority=0),
+        ResourceType(group="rbac.authorization.k8s.io", version="v1", kind="ClusterRoleBinding",
+                     plural="clusterrolebindings", namespaced=False, printer=binding_printer, columns=BINDING_COLUMNS,
+                     validator=crb_validate, name_check="path", priority=0),
+        ResourceType(group="rbac.authorization.k8s.io", version="v1", kind="Role", plural="roles",
+                     printer=role_printer, columns=ROLE_COLUMNS, validator=role_validate, name_check="path", priority=0),
+        ResourceType(group="rbac.authorization.k8s.io", version="v1", kind="RoleBinding", plural="rolebindings",
+                     printer=binding_printer, columns=BINDING_COLUMNS, validator=rolebinding_validate,
+                     name_check="path", priority=0),
+        ResourceType(group="policy", version="v1", kind="PodDisruptionBudget", plural="poddisruptionbudgets",
+                     short_names=["pdb"], subresources={"status": ["get", "patch", "update"]}, status_sub=True,
+                     printer=pdb_printer, columns=PDB_COLUMNS, defaulter=pdb_defaults, validator=pdb_validate,
+                     generation=True, priority=0),
+        ResourceType(group="networking.k8s.io", version="v1", kind="Ingress", plural="ingresses", short_names=["ing"],
+                     subresources={"status": ["get", "patch", "update"]}, status_sub=True, printer=ing_printer,
+                     columns=ING_COLUMNS, defaulter=ing_defaults, validator=ing_validate, generation=True, priority=0),
         ResourceType(group="events.k8s.io", version="v1", kind="Event", plural="events", short_names=["ev"],
                      printer=event_printer, columns=EVENT_COLUMNS, storage="core/events",
                      from_storage=event_from_storage_v1, to_storage=event_to_storage_v1,

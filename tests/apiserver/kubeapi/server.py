@@ -48,6 +48,13 @@ BUILTIN_FIELDS = {
     "ServiceAccount": {"secrets", "imagePullSecrets", "automountServiceAccountToken"},
     "Lease": {"spec"},
     "EndpointSlice": {"addressType", "endpoints", "ports"},
+    "Deployment": {"spec", "status"},
+    "ClusterRole": {"rules", "aggregationRule"},
+    "ClusterRoleBinding": {"subjects", "roleRef"},
+    "Role": {"rules"},
+    "RoleBinding": {"subjects", "roleRef"},
+    "PodDisruptionBudget": {"spec", "status"},
+    "Ingress": {"spec", "status"},
     "CustomResourceDefinition": {"spec", "status"},
     "Event@v1": {"involvedObject", "reason", "message", "source", "firstTimestamp", "lastTimestamp", "count", "type",
                  "eventTime", "series", "action", "related", "reportingComponent", "reportingInstance"},
@@ -1830,6 +1837,8 @@ def _validate_meta(rt, o, old):
             msgs = U.is_dns1123_label(name)
         elif rt.name_check == "dns1035":
             msgs = U.is_dns1035_label(name)
+        elif rt.name_check == "path":  # RBAC names (ValidateRBACName)
+            msgs = U.is_path_segment_name(name)
         else:
             msgs = U.is_dns1123_subdomain(name)
         if rt.kind == "Event":
