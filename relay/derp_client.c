@@ -3,6 +3,7 @@
 #include "bytes.h"
 #include "derp_frame.h"
 #include "http.h"
+#include "loop.h"
 #include "net.h"
 #include "tls.h"
 #include "ws.h"
@@ -622,17 +623,64 @@ static int client_login(struct derp_client *c, const struct derp_client_opts *o,
     return 0;
 }
 
-static int client_open(struct derp_client *c, const struct derp_client_opts *o, char *err)
+/* Sets o->timeout_ms for the next stage: the per-stage limit, cut to what
+ * is left of the whole connect when there is an overall limit. */
+static int client_stage_timeout(struct derp_client_opts *o, int stage_ms, uint64_t deadline,
+                                const char *what, char *err)
+{
+    o->timeout_ms = stage_ms;
+    if (deadline == 0) {
+        return 0;
+    }
+    uint64_t now = dc_now_ms();
+    if (now >= deadline) {
+        return dc_err_set(err, -ETIMEDOUT, "timeout: no time left for %s", what);
+    }
+    if (deadline - now < (uint64_t)stage_ms) {
+        o->timeout_ms = (int)(deadline - now);
+    }
+    return 0;
+}
+
+/* Records the leaf certificate's pin where the caller asked for it. */
+static void client_record_pin(const struct derp_client *c, char *out)
+{
+    X509 *leaf = SSL_get1_peer_certificate(c->ssl);
+    if (leaf != NULL && dc_tls_pin_from_x509(leaf, out) < 0) {
+        out[0] = '\0';
+    }
+    X509_free(leaf);
+}
+
+static int client_tls(struct derp_client *c, const char *host, const struct derp_client_opts *o,
+                      char *err)
+{
+    struct dc_tls_client_opts to = {.server_name = o->tls_name != NULL ? o->tls_name : host,
+                                    .insecure_skip_verify = o->insecure_skip_verify,
+                                    .pin = o->pin,
+                                    .ca_file = o->ca_file};
+    int rc = dc_tls_client_connect(c->fd, &to, o->timeout_ms, &c->ssl, err);
+    if (rc == 0 && o->peer_pin != NULL) {
+        client_record_pin(c, o->peer_pin);
+    }
+    return rc;
+}
+
+static int client_open(struct derp_client *c, struct derp_client_opts *o, char *err)
 {
     bool is_tls;
     char host[256];
     char path[512];
     uint16_t port;
+    int stage_ms = o->timeout_ms;
+    uint64_t deadline = o->total_timeout_ms > 0 ? dc_now_ms() + (uint64_t)o->total_timeout_ms : 0;
     int rc = derp_url_parse(o->url, &is_tls, host, sizeof(host), &port, path, sizeof(path), err);
     if (rc < 0) {
         return rc;
     }
-    c->fd = dc_net_connect_tcp(host, port, o->timeout_ms, err);
+    (void)client_stage_timeout(o, stage_ms, deadline, "TCP", err);
+    c->fd =
+        dc_net_connect_tcp(o->dial_host != NULL ? o->dial_host : host, port, o->timeout_ms, err);
     if (c->fd < 0) {
         return c->fd;
     }
@@ -642,25 +690,30 @@ static int client_open(struct derp_client *c, const struct derp_client_opts *o, 
     struct timeval tv = {.tv_sec = o->timeout_ms / 1000, .tv_usec = (o->timeout_ms % 1000) * 1000};
     setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     if (is_tls) {
-        struct dc_tls_client_opts to = {.server_name = host,
-                                        .insecure_skip_verify = o->insecure_skip_verify,
-                                        .pin = o->pin,
-                                        .ca_file = o->ca_file};
-        rc = dc_tls_client_connect(c->fd, &to, o->timeout_ms, &c->ssl, err);
+        rc = client_stage_timeout(o, stage_ms, deadline, "the TLS handshake", err);
+        if (rc == 0) {
+            rc = client_tls(c, host, o, err);
+        }
         if (rc < 0) {
             return rc;
         }
     }
-    rc = client_http_upgrade(c, host, port, is_tls, path, o, err);
-    if (rc < 0) {
-        return rc;
+    rc = client_stage_timeout(o, stage_ms, deadline, "the HTTP upgrade", err);
+    if (rc == 0) {
+        rc = client_http_upgrade(c, host, port, is_tls, path, o, err);
     }
-    return client_login(c, o, err);
+    if (rc == 0) {
+        rc = client_stage_timeout(o, stage_ms, deadline, "the DERP login", err);
+    }
+    return rc < 0 ? rc : client_login(c, o, err);
 }
 
 int derp_client_connect(const struct derp_client_opts *opts, struct derp_client **out, char *err)
 {
     struct derp_client_opts o = *opts;
+    if (o.peer_pin != NULL) {
+        o.peer_pin[0] = '\0';
+    }
     if (o.timeout_ms <= 0) {
         o.timeout_ms = DEFAULT_TIMEOUT_MS;
     }

@@ -45,11 +45,19 @@ struct derp_client_opts {
     const char *ca_file;            /* TLS: CA bundle, NULL = system default */
     bool has_mesh_key;              /* send mesh_key in ClientInfo */
     uint8_t mesh_key[DERP_MESH_KEY_LEN];
-    bool is_prober;       /* ClientInfo IsProber */
-    bool fast_start;      /* send Derp-Fast-Start: 1 (no 101 expected); not with websocket */
-    bool websocket;       /* DERP over WebSocket (Upgrade: websocket, subprotocol derp) */
-    const char *app_name; /* ClientInfo AppName, may be NULL */
-    int timeout_ms;       /* per stage of the handshake; 0 = 10000 */
+    bool is_prober;        /* ClientInfo IsProber */
+    bool fast_start;       /* send Derp-Fast-Start: 1 (no 101 expected); not with websocket */
+    bool websocket;        /* DERP over WebSocket (Upgrade: websocket, subprotocol derp) */
+    const char *app_name;  /* ClientInfo AppName, may be NULL */
+    int timeout_ms;        /* per stage of the handshake; 0 = 10000 */
+    int total_timeout_ms;  /* the whole connect (TCP, TLS, HTTP, login); 0 = no overall limit */
+    const char *dial_host; /* borrowed; host name or IP literal to connect to instead of the
+                              URL's host, which still goes in Host (and SNI); NULL = URL's */
+    const char *tls_name;  /* borrowed; TLS: the name sent as SNI and verified instead of the
+                              URL's host (DERPNode.CertName that is not a pin); NULL = URL's */
+    char *peer_pin;        /* NULL, or DC_TLS_PIN_LEN bytes that receive the leaf certificate's
+                              "sha256-raw:<hex>" as soon as TLS is up, even if a later stage
+                              fails; "" when there was no TLS session */
 };
 
 /* One frame received (pointers into the client's buffer, valid until the next
