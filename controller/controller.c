@@ -17,6 +17,14 @@ struct cluster_note {
     char *name;  /* owned */
     char *error; /* owned; NULL when the Cluster was valid */
     char *desc;  /* owned; "host:port insecure" of a valid region, for change logs */
+    char *uid;   /* owned or NULL */
+};
+
+/* What cluster_region() found. */
+enum cluster_state {
+    CLUSTER_VALID,   /* in the map */
+    CLUSTER_INVALID, /* bad annotations: left out, reported */
+    CLUSTER_PENDING, /* valid, but no region ID yet (another replica leads) */
 };
 
 struct controller {
@@ -27,9 +35,15 @@ struct controller {
     struct region_ids ids;
     struct dc_buf json; /* the map being built */
     char etag[DERPMAP_ETAG_LEN];
-    uint64_t generation;        /* maps published */
-    size_t regions;             /* cluster regions in the current map */
-    size_t invalid;             /* Clusters left out for bad annotations */
+    uint64_t generation; /* maps published */
+    size_t regions;      /* cluster regions in the current map */
+    size_t invalid;      /* Clusters left out for bad annotations */
+    size_t pending;      /* valid Clusters still waiting for an ID */
+    bool ids_from_api;   /* Kubernetes mode */
+    bool is_leader;      /* may hand out IDs (always outside Kubernetes) */
+    controller_cluster_cb on_cluster;
+    controller_ids_cb on_ids;
+    void *arg;
     struct cluster_note *notes; /* owned, from the previous snapshot */
     size_t nnotes;
 };
@@ -50,6 +64,11 @@ int controller_new(const struct controller_opts *opts, struct controller **out, 
     region_ids_init(&ctl->ids);
     dc_buf_init(&ctl->json, DERPMAP_MAX_JSON);
     ctl->server = opts->server;
+    ctl->ids_from_api = opts->ids_from_api;
+    ctl->is_leader = !opts->ids_from_api;
+    ctl->on_cluster = opts->on_cluster;
+    ctl->on_ids = opts->on_ids;
+    ctl->arg = opts->arg;
     if (opts->state_dir != NULL) {
         ctl->state_dir = strdup(opts->state_dir);
         rc = ctl->state_dir == NULL ? -ENOMEM : region_ids_load(&ctl->ids, ctl->state_dir, why);
@@ -68,6 +87,7 @@ static void notes_free(struct cluster_note *notes, size_t n)
         free(notes[i].name);
         free(notes[i].error);
         free(notes[i].desc);
+        free(notes[i].uid);
     }
     free(notes);
 }
@@ -115,22 +135,27 @@ static int region_cmp(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-/* Validates one Cluster into r (ID, host, ...); returns false with why set when invalid. */
-static bool cluster_region(struct controller *ctl, const struct cluster_input *c,
-                           struct annot_endpoint *ep, struct derpmap_region *r, char *why)
+/* Validates one Cluster into r (ID, host, ...); why says what is wrong when invalid. */
+static enum cluster_state cluster_region(struct controller *ctl, const struct cluster_input *c,
+                                         struct annot_endpoint *ep, struct derpmap_region *r,
+                                         char *why)
 {
     bool insecure = false;
     if (annot_endpoint_parse(c->endpoint, strlen(c->endpoint), ep, why) < 0) {
-        return false;
+        return CLUSTER_INVALID;
     }
     if (c->insecure != NULL &&
         annot_insecure_parse(c->insecure, strlen(c->insecure), &insecure, why) < 0) {
-        return false;
+        return CLUSTER_INVALID;
     }
-    uint32_t id = region_ids_get(&ctl->ids, c->name);
+    uint32_t id =
+        ctl->is_leader ? region_ids_get(&ctl->ids, c->name) : region_ids_lookup(&ctl->ids, c->name);
+    if (id == 0 && !ctl->is_leader) {
+        return CLUSTER_PENDING;
+    }
     if (id == 0) {
         dc_err_set(why, -ENOMEM, "no region ID available");
-        return false;
+        return CLUSTER_INVALID;
     }
     *r = (struct derpmap_region){
         .id = id,
@@ -142,7 +167,7 @@ static bool cluster_region(struct controller *ctl, const struct cluster_input *c
         .derp_port = ep->port,
         .stun_port = -1, /* behind an Ingress: no UDP */
         .insecure_for_tests = insecure};
-    return true;
+    return CLUSTER_VALID;
 }
 
 static void log_change(const struct controller *ctl, const struct cluster_input *c,
@@ -154,11 +179,25 @@ static void log_change(const struct controller *ctl, const struct cluster_input 
         if (old == NULL || old->error == NULL || strcmp(old->error, error) != 0) {
             dc_log(DC_LOG_WARN, "derp-map", "cluster %s%s%s left out of the DERP map: %s", c->name,
                    from[0] ? " in " : "", from, error);
+            if (ctl->on_cluster != NULL) {
+                ctl->on_cluster(ctl->arg, c->name, c->uid, error);
+            }
         }
+        return;
+    }
+    if (desc[0] == '\0') {
+        if (old != NULL && old->error == NULL && old->desc == NULL) {
+            return; /* still waiting */
+        }
+        dc_log(DC_LOG_DEBUG, "derp-map", "cluster %s waits for its region ID from the leader",
+               c->name);
         return;
     }
     if (old != NULL && old->error != NULL) {
         dc_log(DC_LOG_INFO, "derp-map", "cluster %s is valid again: %s", c->name, desc);
+        if (ctl->on_cluster != NULL) {
+            ctl->on_cluster(ctl->arg, c->name, c->uid, NULL);
+        }
     } else if (old == NULL || old->desc == NULL) {
         dc_log(DC_LOG_DEBUG, "derp-map", "region added: cluster %s %s", c->name, desc);
     } else if (strcmp(old->desc, desc) != 0) {
@@ -223,7 +262,7 @@ void controller_apply(struct controller *ctl, const struct cluster_input *cluste
                                          .is_ipv4 = ctl->central.is_ipv4,
                                          .is_ipv6 = ctl->central.is_ipv6,
                                          .derp_port = ctl->central.port};
-    size_t nr = 1, nnotes = 0, invalid = 0;
+    size_t nr = 1, nnotes = 0, invalid = 0, pending = 0;
     for (size_t i = 0; i < n; i++) {
         sorted[i] = &clusters[i];
     }
@@ -237,19 +276,22 @@ void controller_apply(struct controller *ctl, const struct cluster_input *cluste
         }
         char why[DC_ERR_LEN] = "";
         char desc[512] = "";
-        bool ok = cluster_region(ctl, c, &eps[nr], &regions[nr], why);
+        enum cluster_state st = cluster_region(ctl, c, &eps[nr], &regions[nr], why);
+        bool ok = st == CLUSTER_VALID;
         if (ok) {
             snprintf(desc, sizeof(desc), "region %u host %s port %u%s", regions[nr].id,
                      regions[nr].host, regions[nr].derp_port ? regions[nr].derp_port : 443,
                      regions[nr].insecure_for_tests ? " insecure" : "");
         }
-        log_change(ctl, c, ok ? NULL : why, desc);
+        log_change(ctl, c, st == CLUSTER_INVALID ? why : NULL, desc);
         notes[nnotes].name = strdup(c->name);
-        notes[nnotes].error = ok ? NULL : strdup(why);
+        notes[nnotes].error = st == CLUSTER_INVALID ? strdup(why) : NULL;
         notes[nnotes].desc = ok ? strdup(desc) : NULL;
+        notes[nnotes].uid = c->uid != NULL ? strdup(c->uid) : NULL;
         nnotes++;
         nr += ok ? 1 : 0;
-        invalid += ok ? 0 : 1;
+        invalid += st == CLUSTER_INVALID;
+        pending += st == CLUSTER_PENDING;
     }
     log_removed(ctl, notes, nnotes);
     notes_free(ctl->notes, ctl->nnotes);
@@ -262,11 +304,15 @@ void controller_apply(struct controller *ctl, const struct cluster_input *cluste
             dc_log(DC_LOG_ERROR, "derp-map", "saving region IDs: %s", why);
         }
     }
+    if (ctl->ids.is_dirty && ctl->on_ids != NULL) {
+        ctl->on_ids(ctl->arg, &ctl->ids);
+    }
     if (nr > 2) {
         qsort(regions + 1, nr - 1, sizeof(*regions), region_cmp);
     }
     ctl->regions = nr - 1;
     ctl->invalid = invalid;
+    ctl->pending = pending;
     publish(ctl, regions, nr);
 out:
     free(sorted);
@@ -277,6 +323,40 @@ out:
     }
 }
 
+void controller_set_leader(struct controller *ctl, bool is_leader)
+{
+    ctl->is_leader = is_leader || !ctl->ids_from_api;
+}
+
+int controller_merge_ids(struct controller *ctl, const struct region_ids *from)
+{
+    return region_ids_merge(&ctl->ids, from);
+}
+
+const struct region_ids *controller_ids(const struct controller *ctl)
+{
+    return &ctl->ids;
+}
+
+void controller_report_invalid(struct controller *ctl)
+{
+    for (size_t i = 0; i < ctl->nnotes && ctl->on_cluster != NULL; i++) {
+        if (ctl->notes[i].error != NULL) {
+            ctl->on_cluster(ctl->arg, ctl->notes[i].name, ctl->notes[i].uid, ctl->notes[i].error);
+        }
+    }
+}
+
+size_t controller_invalid_count(const struct controller *ctl)
+{
+    return ctl->invalid;
+}
+
+size_t controller_pending_count(const struct controller *ctl)
+{
+    return ctl->pending;
+}
+
 void controller_metrics(void *arg, struct dc_buf *out)
 {
     const struct controller *ctl = arg;
@@ -285,7 +365,10 @@ void controller_metrics(void *arg, struct dc_buf *out)
                   "# TYPE derp_map_regions gauge\nderp_map_regions %zu\n"
                   "# HELP derp_map_invalid_clusters Clusters left out for bad annotations.\n"
                   "# TYPE derp_map_invalid_clusters gauge\nderp_map_invalid_clusters %zu\n"
+                  "# HELP derp_map_pending_clusters Valid Clusters waiting for a region ID from "
+                  "the leader.\n"
+                  "# TYPE derp_map_pending_clusters gauge\nderp_map_pending_clusters %zu\n"
                   "# HELP derp_map_generation Maps published since start.\n"
                   "# TYPE derp_map_generation counter\nderp_map_generation %llu\n",
-                  ctl->regions, ctl->invalid, (unsigned long long)ctl->generation);
+                  ctl->regions, ctl->invalid, ctl->pending, (unsigned long long)ctl->generation);
 }

@@ -1,5 +1,6 @@
 /* derp-controller: flags -> sources, map server, controller -> run. */
 #include "controller.h"
+#include "kube_mode.h"
 #include "log.h"
 #include "loop.h"
 #include "map_server.h"
@@ -23,6 +24,13 @@
 struct ctl_opts {
     const char *clusters_dir;
     const char *kubeconfig;
+    const char *context;
+    const char *namespace_;
+    const char *lease_name;
+    const char *configmap_name;
+    const char *mesh_service;
+    const char *mesh_port_name;
+    const char *mesh_peers_file;
     const char *listen;
     const char *central_endpoint;
     const char *state_dir;
@@ -35,28 +43,37 @@ struct ctl_opts {
 struct ctl_main {
     struct controller *ctl;
     struct supervisor *sv;
+    struct kube_mode *km; /* Kubernetes mode, or NULL */
     bool is_stopping;
 };
 
 static void usage(FILE *f)
 {
-    fprintf(
-        f,
-        "usage: derp-controller [flags]\n"
-        "  --clusters-dir DIR          Clusters from *.yaml/*.yml files in DIR (inotify)\n"
-        "  --kubeconfig PATH           Clusters from the Kubernetes API (not in this build yet)\n"
-        "                              (neither: in-cluster config, not in this build yet)\n"
-        "  --listen ADDR:PORT          serve /derpmap, /healthz, /readyz, /metrics (default "
-        ":8080)\n"
-        "  --central-endpoint HOST[:PORT]  the central relay: region 900 (required)\n"
-        "  --state-dir DIR             persist region IDs in DIR/region-ids.json\n"
-        "  --relay                     supervise a local derp-relay; flags that are not the\n"
-        "                              controller's pass through to it (--stun-listen,\n"
-        "                              --key-file, --tls-cert, ...), as does all after `--';\n"
-        "                              --relay-listen ADDR:PORT is the relay's --listen\n"
-        "  --relay-bin PATH            the derp-relay to run (default: next to this program)\n"
-        "  --verbose                   debug logs (as LOFT_LOG_DERP=true)\n"
-        "  --version, --help\n");
+    fprintf(f,
+            "usage: derp-controller [flags]\n"
+            "  --clusters-dir DIR          Clusters from *.yaml/*.yml files in DIR (inotify)\n"
+            "  --kubeconfig PATH           Clusters from the Kubernetes API with this kubeconfig\n"
+            "                              (neither flag: in-cluster config, the pod's service\n"
+            "                              account)\n"
+            "  --context NAME              kubeconfig context (default: current-context)\n"
+            "  --namespace NS              where the Lease and the region-ID ConfigMap live\n"
+            "                              (default: $POD_NAMESPACE, else vcluster-platform)\n"
+            "  --lease-name NAME           leader-election Lease (default derp-controller);\n"
+            "                              identity: $POD_NAME, else the host name\n"
+            "  --region-ids-configmap NAME ConfigMap holding region IDs (default\n"
+            "                              derp-controller-region-ids)\n"
+            "  --listen ADDR:PORT          serve /derpmap, /healthz, /readyz, /metrics (default "
+            ":8080)\n"
+            "  --central-endpoint HOST[:PORT]  the central relay: region 900 (required)\n"
+            "  --state-dir DIR             persist region IDs in DIR/region-ids.json (outside\n"
+            "                              Kubernetes; inside, they persist in the ConfigMap)\n"
+            "  --relay                     supervise a local derp-relay; flags that are not the\n"
+            "                              controller's pass through to it (--stun-listen,\n"
+            "                              --key-file, --tls-cert, ...), as does all after `--';\n"
+            "                              --relay-listen ADDR:PORT is the relay's --listen\n"
+            "  --relay-bin PATH            the derp-relay to run (default: next to this program)\n"
+            "  --verbose                   debug logs (as LOFT_LOG_DERP=true)\n"
+            "  --version, --help\n");
 }
 
 /* The controller's own flags: name and whether it takes a value. */
@@ -65,6 +82,13 @@ static const struct {
     bool has_value;
 } ctl_flags[] = {{"--clusters-dir", true},
                  {"--kubeconfig", true},
+                 {"--context", true},
+                 {"--namespace", true},
+                 {"--lease-name", true},
+                 {"--region-ids-configmap", true},
+                 {"--mesh-service", true},
+                 {"--mesh-port-name", true},
+                 {"--mesh-peers-file", true},
                  {"--listen", true},
                  {"--central-endpoint", true},
                  {"--state-dir", true},
@@ -138,6 +162,10 @@ static int parse_flags(int argc, char **argv, struct ctl_opts *o)
     o->nrelay_args = nrelay;
     static const struct option longopts[] = {{"clusters-dir", required_argument, NULL, 'd'},
                                              {"kubeconfig", required_argument, NULL, 'k'},
+                                             {"context", required_argument, NULL, 'C'},
+                                             {"namespace", required_argument, NULL, 'n'},
+                                             {"lease-name", required_argument, NULL, 'L'},
+                                             {"region-ids-configmap", required_argument, NULL, 'M'},
                                              {"listen", required_argument, NULL, 'l'},
                                              {"central-endpoint", required_argument, NULL, 'c'},
                                              {"state-dir", required_argument, NULL, 's'},
@@ -155,6 +183,27 @@ static int parse_flags(int argc, char **argv, struct ctl_opts *o)
             break;
         case 'k':
             o->kubeconfig = optarg;
+            break;
+        case 'C':
+            o->context = optarg;
+            break;
+        case 'n':
+            o->namespace_ = optarg;
+            break;
+        case 'L':
+            o->lease_name = optarg;
+            break;
+        case 'M':
+            o->configmap_name = optarg;
+            break;
+        case 'S':
+            o->mesh_service = optarg;
+            break;
+        case 'P':
+            o->mesh_port_name = optarg;
+            break;
+        case 'F':
+            o->mesh_peers_file = optarg;
             break;
         case 'l':
             o->listen = optarg;
@@ -208,6 +257,17 @@ static void stop_loop(struct dc_loop *loop, void *data)
     dc_loop_stop(loop);
 }
 
+/* After the Lease is given up: the relay drains, then the loop ends. */
+static void stop_relay_then_loop(struct dc_loop *loop, void *data)
+{
+    struct ctl_main *m = data;
+    if (m->sv != NULL) {
+        supervisor_stop(m->sv, stop_loop, NULL);
+    } else {
+        dc_loop_stop(loop);
+    }
+}
+
 static void signal_cb(struct dc_loop *loop, struct dc_io *io, uint32_t events)
 {
     (void)events;
@@ -215,11 +275,15 @@ static void signal_cb(struct dc_loop *loop, struct dc_io *io, uint32_t events)
     struct signalfd_siginfo si;
     while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         dc_log(DC_LOG_INFO, "derp", "derp-controller got signal %u: stopping", si.ssi_signo);
-        if (m->sv != NULL && !m->is_stopping) {
-            m->is_stopping = true;
-            supervisor_stop(m->sv, stop_loop, NULL); /* the relay drains first */
+        if (m->is_stopping) {
+            dc_loop_stop(loop); /* a second signal: stop now */
+            continue;
+        }
+        m->is_stopping = true;
+        if (m->km != NULL) {
+            kube_mode_shutdown(m->km, stop_relay_then_loop, m); /* hand the Lease over */
         } else {
-            dc_loop_stop(loop);
+            stop_relay_then_loop(loop, m);
         }
     }
 }
@@ -228,6 +292,9 @@ static void all_metrics(void *data, struct dc_buf *out)
 {
     struct ctl_main *m = data;
     controller_metrics(m->ctl, out);
+    if (m->km != NULL) {
+        kube_mode_metrics(m->km, out);
+    }
     if (m->sv != NULL) {
         supervisor_metrics(m->sv, out);
     }
@@ -250,13 +317,18 @@ static int start_relay(struct dc_loop *loop, const struct ctl_opts *o, struct ct
         snprintf(bin, sizeof(bin), "%s/derp-relay", self);
         path = bin;
     }
-    char **argv = calloc((size_t)o->nrelay_args + 2, sizeof(char *));
+    char **argv = calloc((size_t)o->nrelay_args + 4, sizeof(char *));
     if (argv == NULL) {
         return -1;
     }
-    argv[0] = (char *)path;
+    int n = 0;
+    argv[n++] = (char *)path;
     for (int i = 0; i < o->nrelay_args; i++) {
-        argv[i + 1] = o->relay_args[i];
+        argv[n++] = o->relay_args[i];
+    }
+    if (o->mesh_peers_file != NULL) { /* the relay follows the file this controller writes */
+        argv[n++] = "--mesh-peers-file";
+        argv[n++] = (char *)o->mesh_peers_file;
     }
     char err[DC_ERR_LEN];
     int rc = supervisor_start(loop, argv, &m->sv, err);
@@ -274,12 +346,42 @@ static int check_mode(const struct ctl_opts *o)
         dc_log(DC_LOG_ERROR, "derp", "--central-endpoint HOST[:PORT] is required (region 900)");
         return -1;
     }
-    if (o->clusters_dir == NULL) {
+    if (o->mesh_service != NULL && (o->mesh_peers_file == NULL || o->clusters_dir != NULL)) {
         dc_log(DC_LOG_ERROR, "derp",
-               "%s: Kubernetes mode is not in this build yet; use --clusters-dir DIR",
-               o->kubeconfig != NULL ? "--kubeconfig" : "in-cluster config");
+               "--mesh-service needs --mesh-peers-file PATH and Kubernetes mode");
         return -1;
     }
+    if (o->clusters_dir != NULL && o->kubeconfig != NULL) {
+        dc_log(DC_LOG_ERROR, "derp", "--clusters-dir and --kubeconfig exclude each other");
+        return -1;
+    }
+    return 0;
+}
+
+static int start_kube(struct dc_loop *loop, const struct ctl_opts *o, struct map_server *ms,
+                      struct ctl_main *m)
+{
+    char err[DC_ERR_LEN];
+    struct kube_mode_opts ko = {.loop = loop,
+                                .server = ms,
+                                .kubeconfig = o->kubeconfig,
+                                .context = o->context,
+                                .namespace_ = o->namespace_,
+                                .lease_name = o->lease_name,
+                                .configmap_name = o->configmap_name,
+                                .mesh_service = o->mesh_service,
+                                .mesh_port_name = o->mesh_port_name,
+                                .mesh_peers_file = o->mesh_peers_file,
+                                .central_endpoint = o->central_endpoint};
+    if (o->state_dir != NULL) {
+        dc_log(DC_LOG_WARN, "derp",
+               "--state-dir is not used in Kubernetes mode: region IDs persist in a ConfigMap");
+    }
+    if (kube_mode_start(&ko, &m->km, err) < 0) {
+        dc_log(DC_LOG_ERROR, "derp", "%s", err);
+        return -1;
+    }
+    m->ctl = kube_mode_controller(m->km);
     return 0;
 }
 
@@ -303,22 +405,28 @@ static int run(const struct ctl_opts *o)
         dc_log(DC_LOG_ERROR, "derp", "--listen: %s", err);
         goto out;
     }
-    struct controller_opts copts = {
-        .central_endpoint = o->central_endpoint, .state_dir = o->state_dir, .server = ms};
-    if (controller_new(&copts, &ctl, err) < 0) {
-        dc_log(DC_LOG_ERROR, "derp", "%s", err);
-        goto out;
+    if (o->clusters_dir == NULL) {
+        if (start_kube(loop, o, ms, &m) < 0) {
+            goto out;
+        }
+    } else {
+        struct controller_opts copts = {
+            .central_endpoint = o->central_endpoint, .state_dir = o->state_dir, .server = ms};
+        if (controller_new(&copts, &ctl, err) < 0) {
+            dc_log(DC_LOG_ERROR, "derp", "%s", err);
+            goto out;
+        }
+        m.ctl = ctl;
+        if (source_dir_start(loop, o->clusters_dir, on_clusters, ctl, &sd, err) < 0) {
+            dc_log(DC_LOG_ERROR, "derp", "%s", err);
+            goto out;
+        }
     }
-    m.ctl = ctl;
     map_server_set_metrics(ms, all_metrics, &m);
-    if (source_dir_start(loop, o->clusters_dir, on_clusters, ctl, &sd, err) < 0) {
-        dc_log(DC_LOG_ERROR, "derp", "%s", err);
-        goto out;
-    }
     dc_log(DC_LOG_INFO, "derp",
            "derp-controller %s serving the DERP map on %s (port %u) from %s, central %s",
-           CONTROLLER_VERSION, o->listen, map_server_port(ms), o->clusters_dir,
-           o->central_endpoint);
+           CONTROLLER_VERSION, o->listen, map_server_port(ms),
+           m.km != NULL ? kube_mode_describe(m.km) : o->clusters_dir, o->central_endpoint);
     if (dc_loop_run(loop) == 0) {
         status = 0;
     }
@@ -331,6 +439,7 @@ out:
         }
     }
     supervisor_free(m.sv);
+    kube_mode_free(m.km);
     source_dir_free(sd);
     map_server_free(ms);
     controller_free(ctl);

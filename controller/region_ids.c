@@ -206,3 +206,202 @@ int region_ids_save(struct region_ids *t, const char *dir, char *err)
     }
     return rc;
 }
+
+uint32_t region_ids_lookup(const struct region_ids *t, const char *name)
+{
+    bool found;
+    size_t at = find(t, name, &found);
+    return found ? t->v[at].id : 0;
+}
+
+static int id_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The IDs of t, sorted, for bsearch; NULL with n 0 for an empty table. */
+static uint32_t *sorted_ids(const struct region_ids *t)
+{
+    uint32_t *ids = malloc((t->n + 1) * sizeof(*ids));
+    for (size_t i = 0; ids != NULL && i < t->n; i++) {
+        ids[i] = t->v[i].id;
+    }
+    if (ids != NULL && t->n > 1) {
+        qsort(ids, t->n, sizeof(*ids), id_cmp);
+    }
+    return ids;
+}
+
+/* Copies authority, then adds t's own names: with their ID when free, else a
+ * fresh one after the highest of both tables. */
+static int merge_into(struct region_ids *out, const struct region_ids *t,
+                      const struct region_ids *authority, const uint32_t *taken, bool *has_own)
+{
+    for (size_t i = 0; i < authority->n; i++) {
+        if (insert(out, out->n, authority->v[i].name, authority->v[i].id) < 0) {
+            return -ENOMEM;
+        }
+    }
+    if (t->next_id > out->next_id) {
+        out->next_id = t->next_id;
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        bool found;
+        size_t at = find(out, t->v[i].name, &found);
+        if (found) {
+            continue;
+        }
+        uint32_t id = t->v[i].id;
+        if (bsearch(&id, taken, authority->n, sizeof(*taken), id_cmp) != NULL) {
+            id = out->next_id; /* authority gave this ID to another name */
+        }
+        if (id > REGION_IDS_MAX_ID || insert(out, at, t->v[i].name, id) < 0) {
+            return -ENOMEM;
+        }
+        *has_own = true;
+    }
+    return 0;
+}
+
+int region_ids_merge(struct region_ids *t, const struct region_ids *authority)
+{
+    uint32_t *taken = sorted_ids(authority);
+    struct region_ids out;
+    region_ids_init(&out);
+    bool has_own = false;
+    if (taken == NULL || merge_into(&out, t, authority, taken, &has_own) < 0) {
+        free(taken);
+        region_ids_deinit(&out);
+        return -ENOMEM;
+    }
+    free(taken);
+    int changed = 0;
+    for (size_t i = 0; i < out.n; i++) {
+        changed += region_ids_lookup(t, out.v[i].name) != out.v[i].id;
+    }
+    region_ids_deinit(t);
+    *t = out;
+    t->is_dirty = has_own;
+    return changed;
+}
+
+/* Parses a ConfigMap value: decimal digits only, in the cluster ID range. */
+static uint32_t parse_data_id(const char *s)
+{
+    uint64_t v = 0;
+    size_t i = 0;
+    for (; s[i] >= '0' && s[i] <= '9' && i < 8; i++) {
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (i == 0 || s[i] != '\0' || v < DERPMAP_FIRST_CLUSTER_ID || v > REGION_IDS_MAX_ID) {
+        return 0;
+    }
+    return (uint32_t)v;
+}
+
+struct id_slot {
+    uint32_t id;
+    size_t at; /* index in the table, so the first name (sorted) keeps a repeated ID */
+};
+
+static int slot_cmp(const void *a, const void *b)
+{
+    const struct id_slot *x = a, *y = b;
+    if (x->id != y->id) {
+        return x->id < y->id ? -1 : 1;
+    }
+    return x->at < y->at ? -1 : x->at > y->at;
+}
+
+/* Removes entries whose ID an earlier name (in name order) holds; returns how
+ * many went (first_name gets the first such name), or -ENOMEM. n log n. */
+static int drop_repeated_ids(struct region_ids *t, char *first_name, size_t first_len)
+{
+    struct id_slot *slots = malloc((t->n + 1) * sizeof(*slots));
+    if (slots == NULL) {
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        slots[i] = (struct id_slot){.id = t->v[i].id, .at = i};
+    }
+    qsort(slots, t->n, sizeof(*slots), slot_cmp);
+    int dropped = 0;
+    for (size_t i = 1; i < t->n; i++) {
+        if (slots[i].id == slots[i - 1].id) {
+            struct region_ids_entry *e = &t->v[slots[i].at];
+            if (dropped++ == 0) {
+                snprintf(first_name, first_len, "%s", e->name);
+            }
+            free(e->name);
+            e->name = NULL; /* compacted below */
+        }
+    }
+    free(slots);
+    size_t out = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        if (t->v[i].name != NULL) {
+            t->v[out++] = t->v[i];
+        }
+    }
+    t->n = out;
+    return dropped;
+}
+
+int region_ids_from_data(struct region_ids *t, const void *data, size_t *skipped, char *err)
+{
+    const json_t *obj = data;
+    struct region_ids fresh;
+    region_ids_init(&fresh);
+    char bad[256] = "";
+    *skipped = 0;
+    const char *name;
+    json_t *v;
+    json_object_foreach((json_t *)obj, name, v)
+    {
+        uint32_t id = json_is_string(v) ? parse_data_id(json_string_value(v)) : 0;
+        bool found;
+        size_t at = find(&fresh, name, &found);
+        if (id == 0) {
+            if ((*skipped)++ == 0) {
+                snprintf(bad, sizeof(bad), "%s", name);
+            }
+            continue;
+        }
+        if (insert(&fresh, at, name, id) < 0) {
+            region_ids_deinit(&fresh);
+            return -ENOMEM;
+        }
+    }
+    char repeated[256] = "";
+    int dropped = drop_repeated_ids(&fresh, repeated, sizeof(repeated));
+    if (dropped < 0) {
+        region_ids_deinit(&fresh);
+        return -ENOMEM;
+    }
+    *skipped += (size_t)dropped;
+    err[0] = '\0';
+    if (*skipped > 0) {
+        char q[DC_QUOTE_BUF_LEN];
+        const char *first = bad[0] ? bad : repeated;
+        dc_err_set(err, -EINVAL, "entry `%s' has a bad or repeated region ID",
+                   dc_err_quote(first, strlen(first), q));
+    }
+    region_ids_deinit(t);
+    *t = fresh;
+    return 0;
+}
+
+void *region_ids_to_data(const struct region_ids *t)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; o != NULL && i < t->n; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "%u", t->v[i].id);
+        if (json_object_set_new(o, t->v[i].name, json_string(id)) != 0) {
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
+}

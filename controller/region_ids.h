@@ -6,7 +6,10 @@
  * ID after the highest ever given, from DERPMAP_FIRST_CLUSTER_ID up.
  *
  * Persistence outside Kubernetes: a JSON object {"<name>": <id>, ...} in
- * DIR/region-ids.json, written atomically (temporary file, fsync, rename). */
+ * DIR/region-ids.json, written atomically (temporary file, fsync, rename).
+ * In Kubernetes: the data of a ConfigMap, {"<name>": "<id>", ...} (ConfigMap
+ * values are strings; Cluster names are DNS subdomains, valid data keys),
+ * written by the Lease holder only and read by every replica. */
 #ifndef DC_CONTROLLER_REGION_IDS_H
 #define DC_CONTROLLER_REGION_IDS_H
 
@@ -40,6 +43,23 @@ void region_ids_deinit(struct region_ids *t);
 /* Returns name's ID, giving it the next one when new (then is_dirty is set);
  * 0 when out of memory or IDs. */
 uint32_t region_ids_get(struct region_ids *t, const char *name);
+/* Returns name's ID, or 0 when the table does not know it (nothing is given). */
+uint32_t region_ids_lookup(const struct region_ids *t, const char *name);
+/* Merges authority (what the API holds) into t: authority's entries win; a
+ * name only t knows keeps its ID unless authority gave that ID to another
+ * name, then it gets a fresh one. t is dirty afterwards when it holds
+ * entries authority lacks (they still have to be written). Returns the
+ * number of names whose ID appeared or changed, or -ENOMEM (t unchanged). */
+int region_ids_merge(struct region_ids *t, const struct region_ids *authority) DC_MUST_CHECK;
+/* Reads a ConfigMap's data object ({"name": "901"}) into t (replacing its
+ * contents). Entries with a bad ID (not a decimal string in
+ * [DERPMAP_FIRST_CLUSTER_ID, REGION_IDS_MAX_ID], or an ID already taken) are
+ * skipped; *skipped counts them and err names the first. data may be NULL
+ * (an empty table). Returns 0 or -ENOMEM. */
+int region_ids_from_data(struct region_ids *t, const void *data, size_t *skipped,
+                         char *err) DC_MUST_CHECK;
+/* t as a new ConfigMap data object (a json_t *, caller decrefs); NULL on ENOMEM. */
+void *region_ids_to_data(const struct region_ids *t);
 /* Parses the persisted JSON text into t (replacing its contents). Returns 0,
  * or -EINVAL with err naming what is wrong. */
 int region_ids_parse(struct region_ids *t, const char *text, size_t len, char *err) DC_MUST_CHECK;

@@ -1,5 +1,6 @@
 """System tests: derp-controller in directory mode, on loopback."""
 
+import gzip
 import http.client
 import json
 import os
@@ -269,6 +270,37 @@ def test_region_ids_are_stable():
         m = c.wait_map(lambda m: len(m["Regions"]) == 4)
         codes = {rid: r["RegionCode"] for rid, r in m["Regions"].items()}
         assert codes == {"900": "central", "901": "alpha", "902": "beta", "903": "gamma"}, codes
+    finally:
+        c.stop()
+
+
+def test_gzip_for_clients_that_ask():
+    c = Controller()
+    try:
+        for i in range(40):
+            c.write("c%d.yaml" % i, cluster_yaml("cluster-%02d" % i, "relay-%02d.example.com" % i))
+        c.wait_map(lambda m: len(m["Regions"]) == 41)
+        _, etag, plain = c.derpmap()
+        status, headers, body = c.get("/derpmap", {"Accept-Encoding": "gzip"})
+        assert status == 200 and headers.get("Content-Encoding") == "gzip", headers
+        assert headers["ETag"] == etag and "Accept-Encoding" in headers.get("Vary", "")
+        assert gzip.decompress(body) == plain and len(body) < len(plain) / 3, (len(body), len(plain))
+        status, headers, body = c.get("/derpmap")
+        assert "Content-Encoding" not in headers and body == plain
+        # A parked gzip long-poll is woken with the new map, compressed.
+        out = {}
+
+        def poll():
+            out["r"] = c.get("/derpmap?wait=20", {"If-None-Match": etag, "Accept-Encoding": "gzip"},
+                             timeout=30)
+        t = threading.Thread(target=poll)
+        t.start()
+        time.sleep(0.3)
+        c.write("c0.yaml", cluster_yaml("cluster-00", "moved.example.com"))
+        t.join(30)
+        status, headers, body = out["r"]
+        assert status == 200 and headers.get("Content-Encoding") == "gzip"
+        assert b"moved.example.com" in gzip.decompress(body)
     finally:
         c.stop()
 

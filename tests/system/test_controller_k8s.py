@@ -1,0 +1,283 @@
+"""System tests: derp-controller in Kubernetes mode against tests/apiserver, driven by real kubectl."""
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import derptest as d  # noqa: E402
+import k8stest as k  # noqa: E402
+from test_controller import check_types  # noqa: E402
+
+NS = "vcluster-platform"
+API = None
+
+
+class KubeController:
+    """derp-controller --kubeconfig against the test API server."""
+
+    def __init__(self, name="replica-a", central="platform.example.com", extra=()):
+        self.port = d.free_port()
+        self.log_path = os.path.join(tempfile.mkdtemp(), "controller.log")
+        self.log = open(self.log_path, "wb")
+        env = dict(os.environ, POD_NAME=name, POD_NAMESPACE=NS, LOFT_LOG_DERP="true")
+        self.proc = subprocess.Popen(
+            [os.path.join(d.BIN, "derp-controller"), "--kubeconfig", API.kubeconfig,
+             "--central-endpoint", central, "--listen", "127.0.0.1:%d" % self.port] + list(extra),
+            stdout=self.log, stderr=self.log, env=env)
+        self.wait(lambda: self.get("/readyz")[0] == 200, "ready", 20)
+
+    def wait(self, cond, what, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("derp-controller exited: " + self.logs()[-3000:])
+            try:
+                if cond():
+                    return
+            except (OSError, http.client.HTTPException):
+                pass
+            time.sleep(0.05)
+        raise AssertionError("never %s:\n%s" % (what, self.logs()[-3000:]))
+
+    def logs(self):
+        if not self.log.closed:
+            self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def get(self, path, headers=None, timeout=10):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        c.request("GET", path, headers=headers or {})
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        return r.status, dict(r.getheaders()), body
+
+    def derpmap(self):
+        status, headers, body = self.get("/derpmap")
+        assert status == 200, status
+        m = json.loads(body)
+        check_types(m)
+        return m, headers["ETag"], body
+
+    def regions(self):
+        return {r["RegionCode"]: r for r in self.derpmap()[0]["Regions"].values()}
+
+    def wait_regions(self, cond, what, timeout=10):
+        self.wait(lambda: cond(self.regions()), what, timeout)
+        return self.regions()
+
+    def metrics(self):
+        out = {}
+        for line in self.get("/metrics")[2].decode().splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(20)
+        self.log.close()
+        text = self.logs()
+        if "AddressSanitizer" in text or "runtime error:" in text or "LeakSanitizer" in text:
+            raise AssertionError("sanitizer report:\n" + text[-4000:])
+        assert self.proc.returncode == 0, (self.proc.returncode, text[-2000:])
+
+
+def apply_cluster(name, endpoint=None, insecure=None, display=None):
+    API.kubectl("apply", "-f", "-", stdin=k.cluster_manifest(name, endpoint, insecure, display))
+
+
+def fresh_api():
+    """A new API server per test: tests must not see each other's Clusters."""
+    global API
+    if k.KUBECTL is None:
+        raise d.Skip("kubectl is not installed")
+    if API is not None:
+        API.stop()
+    API = k.ApiServer()
+    API.kubectl("create", "namespace", NS)
+
+
+def configmap_ids():
+    cm = API.get_json("configmap", "-n", NS, "derp-controller-region-ids")
+    return {n: int(v) for n, v in cm.get("data", {}).items()}
+
+
+def test_map_follows_kubectl_annotate_overwrite_remove_delete():
+    fresh_api()
+    apply_cluster("eu-west-cluster", "eu-west-cluster.example.com")
+    apply_cluster("us-east", "198.51.100.7:8443", display="US East")
+    apply_cluster("no-relay")
+    c = KubeController()
+    try:
+        regs = c.regions()
+        assert set(regs) == {"central", "eu-west-cluster", "us-east"}, regs
+        assert list(c.derpmap()[0]["Regions"])[0] == "900"
+        eu, us = regs["eu-west-cluster"], regs["us-east"]
+        assert eu["Nodes"][0]["HostName"] == "eu-west-cluster.example.com"
+        assert us["RegionName"] == "US East" and us["Nodes"][0]["IPv4"] == "198.51.100.7"
+        assert us["Nodes"][0]["DERPPort"] == 8443
+        assert sorted([eu["RegionID"], us["RegionID"]]) == [901, 902]
+
+        # A long-poll parked on the current map is answered by the annotate.
+        _, etag, _ = c.derpmap()
+        conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=30)
+        conn.request("GET", "/derpmap?wait=25", headers={"If-None-Match": etag})
+        time.sleep(0.3)
+        t0 = time.time()
+        API.kubectl("annotate", "cluster", "no-relay", "loft.sh/derp-endpoint=relay.example.org")
+        r = conn.getresponse()
+        body = json.loads(r.read())
+        assert r.status == 200 and time.time() - t0 < 5, (r.status, time.time() - t0)
+        assert any(x["RegionCode"] == "no-relay" for x in body["Regions"].values())
+        conn.close()
+        nid = c.regions()["no-relay"]["RegionID"]
+        assert nid == 903, nid
+
+        API.kubectl("annotate", "--overwrite", "cluster", "no-relay",
+                    "loft.sh/derp-endpoint=relay2.example.org:444")
+        regs = c.wait_regions(lambda r: r["no-relay"]["Nodes"][0]["HostName"] == "relay2.example.org",
+                              "overwrite")
+        assert regs["no-relay"]["RegionID"] == nid and regs["no-relay"]["Nodes"][0]["DERPPort"] == 444
+
+        API.kubectl("annotate", "cluster", "no-relay", "loft.sh/derp-endpoint-insecure=true")
+        c.wait_regions(lambda r: r["no-relay"]["Nodes"][0].get("InsecureForTests") is True, "insecure")
+
+        API.kubectl("annotate", "cluster", "no-relay", "loft.sh/derp-endpoint-")
+        c.wait_regions(lambda r: "no-relay" not in r, "annotation removal")
+
+        API.kubectl("delete", "cluster", "eu-west-cluster")
+        c.wait_regions(lambda r: set(r) == {"central", "us-east"}, "delete")
+        # IDs handed out are in the ConfigMap, never reused.
+        ids = configmap_ids()
+        assert ids == {"eu-west-cluster": 901, "us-east": 902, "no-relay": 903}, ids
+        logs = c.logs()
+        assert "derp" in logs and "region removed: cluster eu-west-cluster" in logs, logs[-2000:]
+    finally:
+        c.stop()
+
+
+def events_for(name):
+    evs = API.get_json("events", "-n", "default")["items"]
+    return [e for e in evs if e.get("involvedObject", {}).get("name") == name]
+
+
+def test_invalid_annotation_warning_event_once_then_normal():
+    fresh_api()
+    apply_cluster("good", "good.example.com")
+    c = KubeController()
+    try:
+        API.kubectl("annotate", "cluster", "good", "--overwrite", "loft.sh/derp-endpoint=https://bad/x")
+        c.wait_regions(lambda r: "good" not in r, "the bad cluster left out")
+        c.wait(lambda: any(e["reason"] == "InvalidDERPEndpoint" for e in events_for("good")),
+               "a Warning Event")
+        warn = [e for e in events_for("good") if e["reason"] == "InvalidDERPEndpoint"]
+        assert len(warn) == 1 and warn[0]["type"] == "Warning", warn
+        assert warn[0]["involvedObject"]["kind"] == "Cluster", warn[0]
+        assert "derp" in c.logs() and "cluster good" in c.logs()
+        # Other changes do not repeat the warning.
+        apply_cluster("other", "other.example.com")
+        c.wait_regions(lambda r: "other" in r, "other cluster")
+        time.sleep(0.5)
+        assert len([e for e in events_for("good") if e["reason"] == "InvalidDERPEndpoint"]) == 1
+        out = API.kubectl("get", "events", "-n", "default")
+        assert "InvalidDERPEndpoint" in out and "cluster/good" in out, out
+
+        API.kubectl("annotate", "cluster", "good", "--overwrite", "loft.sh/derp-endpoint=good.example.com")
+        c.wait_regions(lambda r: "good" in r, "fixed cluster back")
+        c.wait(lambda: any(e["reason"] == "DERPEndpointValid" and e["type"] == "Normal"
+                           for e in events_for("good")), "a Normal Event")
+    finally:
+        c.stop()
+
+
+def test_region_ids_survive_a_controller_restart():
+    fresh_api()
+    for n in ("alpha", "bravo", "charlie"):
+        apply_cluster(n, n + ".example.com")
+    c = KubeController()
+    try:
+        first = {n: r["RegionID"] for n, r in c.regions().items()}
+    finally:
+        c.stop()
+    API.kubectl("delete", "cluster", "alpha")
+    apply_cluster("delta", "delta.example.com")
+    c = KubeController()
+    try:
+        regs = c.wait_regions(lambda r: "delta" in r, "delta")
+        assert regs["bravo"]["RegionID"] == first["bravo"] and regs["charlie"]["RegionID"] == first["charlie"]
+        assert regs["delta"]["RegionID"] not in first.values(), regs  # alpha's ID is not reused
+        assert configmap_ids()["alpha"] == first["alpha"]
+    finally:
+        c.stop()
+
+
+def test_api_outage_keeps_the_last_map_then_resumes():
+    fresh_api()
+    apply_cluster("eu", "eu.example.com")
+    c = KubeController()
+    try:
+        _, etag, body = c.derpmap()
+        API.fault(action="status", code=503, count=-1)
+        API.control("POST", "/close-watches", {"mode": "cut"})
+        time.sleep(2)
+        status, headers, body2 = c.get("/derpmap")
+        assert status == 200 and body2 == body and headers["ETag"] == etag
+        assert c.get("/healthz")[0] == 200 and c.get("/readyz")[0] == 200
+        API.clear_faults()
+        # The watch resumes (backoff up to a few seconds) and sees new changes.
+        API.kubectl("annotate", "cluster", "eu", "--overwrite", "loft.sh/derp-endpoint=eu2.example.com")
+        c.wait_regions(lambda r: r["eu"]["Nodes"][0]["HostName"] == "eu2.example.com", "resume", 40)
+        assert c.metrics()["derp_k8s_watch_restarts_total"] >= 1
+    finally:
+        c.stop()
+
+
+def lease_holder():
+    return API.get_json("lease", "-n", NS, "derp-controller")["spec"].get("holderIdentity", "")
+
+
+def test_two_replicas_one_leader_same_map_clean_handover():
+    fresh_api()
+    apply_cluster("eu", "eu.example.com")
+    a = KubeController("replica-a")
+    b = KubeController("replica-b")
+    try:
+        leaders = [x for x in (a, b) if x.metrics()["derp_controller_leader"] == 1]
+        assert len(leaders) == 1, [x.metrics()["derp_controller_leader"] for x in (a, b)]
+        leader, other = leaders[0], (b if leaders[0] is a else a)
+        assert lease_holder() == ("replica-a" if leader is a else "replica-b")
+        apply_cluster("us", "us.example.com")
+        for x in (a, b):
+            x.wait_regions(lambda r: "us" in r, "us on both replicas")
+        a.wait(lambda: a.derpmap()[2] == b.derpmap()[2], "identical maps")
+        # SIGTERM: the leader gives the Lease up; the other takes over without waiting 15 s.
+        t0 = time.time()
+        leader.stop()
+        other.wait(lambda: other.metrics()["derp_controller_leader"] == 1, "the other leading", 10)
+        assert time.time() - t0 < 8, time.time() - t0
+        apply_cluster("ap", "ap.example.com")
+        regs = other.wait_regions(lambda r: "ap" in r, "new cluster under the new leader")
+        assert regs["ap"]["RegionID"] == 903, regs
+        assert lease_holder() == ("replica-b" if leader is a else "replica-a")
+    finally:
+        for x in (a, b):
+            if not x.log.closed:
+                x.stop()
+
+
+if __name__ == "__main__":
+    try:
+        d.Suite().run(sys.modules[__name__])
+    finally:
+        if API is not None:
+            API.stop()
