@@ -2,7 +2,11 @@
  * loopback TCP, in the same run; then ping-pong latency the same ways. With
  * --derper-bin the same cases also go through Tailscale's derper, started by
  * the bench; with --mesh also from a client of one derp-relay to a client of
- * a second derp-relay meshed with it.
+ * a second derp-relay meshed with it; with --limits also through a second
+ * derp-relay that runs with issue 8's limits on (admission by an allowed-keys
+ * file that lists the bench's keys, a per-client byte rate and accept-rate,
+ * total and per-address caps all set far above what the bench reaches), so
+ * their cost shows next to the same relay with limits off.
  *
  * Throughput case = (mode, packet size, pairs). The parent forks a receiver
  * process that drains every receiving connection and a sender process that
@@ -89,10 +93,21 @@
 #define MESH_UP_METRIC "\nderp_mesh_peers_up 1\n"
 /* Mesh: the key file's name in its temporary directory. */
 #define MESH_KEY_NAME "mesh.key"
+/* Limits: the allowed-keys file's name in its temporary directory, and how
+ * long the relay gets to re-read it after each case's keys are written. */
+#define LIMITS_KEYS_NAME "allowed.keys"
+#define LIMITS_RELOAD_MS 10000
+/* Limits: what the limited relay runs with; every limit is on but far above
+ * what the bench reaches, so only the cost of checking shows. */
+#define LIMITS_RATE_BPS "100000000000" /* --per-client-rate: 100 GB/s per client */
+#define LIMITS_BURST    "1000000000"   /* --per-client-burst */
+#define LIMITS_ACCEPT   "100000"       /* --accept-connection-limit/-burst */
+#define LIMITS_CONNS    "100000"       /* --max-connections, --max-connections-per-ip */
 
 /* The ways packets go, in the order each repeat runs them. */
 enum bench_mode {
     MODE_RELAY,  /* through derp-relay */
+    MODE_LIMITS, /* through a derp-relay with limits on (--limits) */
     MODE_DERPER, /* through Tailscale's derper (--derper-bin) */
     MODE_MESH,   /* client of derp-relay 1 -> derp-relay 2 -> its client (--mesh) */
     MODE_DIRECT, /* plain loopback TCP between the same processes */
@@ -106,6 +121,7 @@ struct bench_opts {
     const char *derper_bin;   /* --derper-bin; NULL = derper not measured */
     const char *derper_log;   /* --derper-log; NULL = /dev/null */
     bool is_mesh;             /* --mesh: also measure across two meshed relays */
+    bool is_limits;           /* --limits: also measure a relay with limits on */
     unsigned long seconds;    /* --seconds: measured window per case */
     unsigned long warmup_ms;  /* --warmup-ms: before the window */
     unsigned long rtts;       /* --rtts: measured round trips */
@@ -845,19 +861,24 @@ struct tput_result {
 
 /* One way of carrying packets, as the parent sets a case up for it. */
 struct bench_path {
-    bool is_on;         /* measured in this run */
-    const char *rx_url; /* borrowed; relay modes: the receivers' server */
-    const char *tx_url; /* borrowed; relay modes: the senders' server */
-    unsigned settle_ms; /* senders' wait after login (mesh) */
-    pid_t pids[2];      /* servers whose CPU time counts; -1 = none or unknown */
+    bool is_on;            /* measured in this run */
+    const char *rx_url;    /* borrowed; relay modes: the receivers' server */
+    const char *tx_url;    /* borrowed; relay modes: the senders' server */
+    unsigned settle_ms;    /* senders' wait after login (mesh) */
+    pid_t pids[2];         /* servers whose CPU time counts; -1 = none or unknown */
+    const char *keys_path; /* borrowed; limits: the allowed-keys file to fill first */
+    uint16_t port;         /* limits: the relay's port, for /metrics */
 };
 
 /* The servers this run started (pid -1 = not started). */
 struct bench_servers {
-    struct bench_relay relay;     /* ours, unless --url */
-    struct bench_relay derper;    /* --derper-bin */
-    struct bench_relay mesh[2];   /* --mesh: relay 1 (senders), relay 2 (receivers) */
-    char mesh_dir[BENCH_TMP_LEN]; /* --mesh: holds MESH_KEY_NAME; "" = none */
+    struct bench_relay relay;       /* ours, unless --url */
+    struct bench_relay derper;      /* --derper-bin */
+    struct bench_relay mesh[2];     /* --mesh: relay 1 (senders), relay 2 (receivers) */
+    char mesh_dir[BENCH_TMP_LEN];   /* --mesh: holds MESH_KEY_NAME; "" = none */
+    struct bench_relay limits;      /* --limits: the relay with limits on */
+    char limits_dir[BENCH_TMP_LEN]; /* --limits: holds LIMITS_KEYS_NAME; "" = none */
+    char limits_keys[BENCH_TMP_LEN + sizeof(LIMITS_KEYS_NAME) + 1]; /* its path */
 };
 
 static void path_apply(struct bench_case *bc, enum bench_mode mode, const struct bench_path *p)
@@ -1076,6 +1097,25 @@ static void print_mesh_table(const struct bench_opts *o, const struct case_resul
     fflush(stdout);
 }
 
+static void print_limits_table(const struct bench_opts *o, const struct case_result *cases,
+                               size_t n)
+{
+    printf("\nlimits: the same relay binary with limits off and on (allowed-keys admission, "
+           "per-client rate " LIMITS_RATE_BPS " B/s, accept limit " LIMITS_ACCEPT "/s, "
+           "connection caps " LIMITS_CONNS ")\n\n");
+    printf("| packet B | pairs | path | pkt/s | MB/s | sent pkt/s | drop %% | CPU %% | CPU us/pkt "
+           "| vs limits off | spread %% |\n");
+    printf("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (size_t i = 0; i < n; i++) {
+        struct tput_row off, on;
+        tput_row_make(o, cases[i].size, &cases[i].res[MODE_RELAY], &off);
+        tput_row_make(o, cases[i].size, &cases[i].res[MODE_LIMITS], &on);
+        print_mesh_line(&cases[i], "limits off", &off, 1.0);
+        print_mesh_line(&cases[i], "limits on", &on, ratio(on.pps, off.pps));
+    }
+    fflush(stdout);
+}
+
 static void print_lat_row(const char *path, const struct child_msg *m)
 {
     printf("| %s | %llu | %.1f | %.1f | %.1f | %.1f |\n", path, (unsigned long long)m->count,
@@ -1094,6 +1134,52 @@ static void keys_fill(struct bench_case *bc, size_t n)
         derp_keypair_generate(&bc->rx_keys[i]);
         derp_keypair_generate(&bc->tx_keys[i]);
     }
+}
+
+/* The limited relay's count of successful allowed-keys reloads, or -1. */
+static long limits_reloads(uint16_t port, char *buf, size_t len)
+{
+    static const char name[] = "\nderp_allowed_keys_reloads_total{result=\"ok\"} ";
+    if (bench_http_get(port, "/metrics", buf, len, 1000) <= 0) {
+        return -1;
+    }
+    const char *m = strstr(buf, name);
+    return m != NULL ? strtol(m + sizeof(name) - 1, NULL, 10) : -1;
+}
+
+/* Writes the first n keys of both sides as the limited relay's allowed-keys
+ * file (renamed into place, as a real update would be) and waits until the
+ * relay has re-read it, so this case's logins are admitted. */
+static int limits_keys_publish(const struct bench_path *p, const struct bench_case *bc, size_t n,
+                               char *err)
+{
+    char tmp[BENCH_TMP_LEN + sizeof(LIMITS_KEYS_NAME) + 8];
+    char buf[1u << 16];
+    long before = limits_reloads(p->port, buf, sizeof(buf));
+    snprintf(tmp, sizeof(tmp), "%s.tmp", p->keys_path);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL) {
+        return dc_err_set(err, -errno, "limits: cannot write `%s'", tmp);
+    }
+    for (size_t i = 0; i < n; i++) {
+        char hex[DERP_KEY_HEX_LEN + 1];
+        derp_key_hex(bc->rx_keys[i].pub, hex);
+        fprintf(f, "nodekey:%s\n", hex);
+        derp_key_hex(bc->tx_keys[i].pub, hex);
+        fprintf(f, "nodekey:%s\n", hex);
+    }
+    if (fclose(f) != 0 || rename(tmp, p->keys_path) != 0) {
+        return dc_err_set(err, -EIO, "limits: cannot write `%s'", p->keys_path);
+    }
+    uint64_t deadline = bench_now_ns() + (uint64_t)LIMITS_RELOAD_MS * 1000000u;
+    while (bench_now_ns() < deadline) {
+        if (limits_reloads(p->port, buf, sizeof(buf)) > before) {
+            return 0;
+        }
+        usleep(20000);
+    }
+    return dc_err_set(err, -ETIMEDOUT, "limits: the relay did not re-read `%s' in %d ms",
+                      p->keys_path, LIMITS_RELOAD_MS);
 }
 
 static void keys_free(struct bench_case *bc, size_t n)
@@ -1139,7 +1225,11 @@ static int run_case(const struct bench_opts *o, struct bench_case *bc,
             }
             path_apply(bc, (enum bench_mode)m, &paths[m]);
             keys_fill(bc, bc->pairs);
-            int rc = tput_run(o, bc, &paths[m], &runs[m][i], err);
+            int rc =
+                paths[m].keys_path != NULL ? limits_keys_publish(&paths[m], bc, bc->pairs, err) : 0;
+            if (rc == 0) {
+                rc = tput_run(o, bc, &paths[m], &runs[m][i], err);
+            }
             if (rc < 0) {
                 return rc;
             }
@@ -1173,6 +1263,9 @@ static int run_throughput(const struct bench_opts *o, struct bench_case *bc,
     if (paths[MODE_MESH].is_on) {
         print_mesh_table(o, cases, ncases);
     }
+    if (paths[MODE_LIMITS].is_on) {
+        print_limits_table(o, cases, ncases);
+    }
     return 0;
 }
 
@@ -1181,6 +1274,7 @@ static int run_latency(const struct bench_opts *o, struct bench_case *bc,
 {
     static const char *const names[MODE_COUNT] = {
         [MODE_RELAY] = "relay (2 relay hops)",
+        [MODE_LIMITS] = "relay, limits on (2 relay hops)",
         [MODE_DERPER] = "derper (2 relay hops)",
         [MODE_MESH] = "mesh: relay 1 -> relay 2 -> relay 1 (4 relay hops)",
         [MODE_DIRECT] = "direct TCP",
@@ -1196,7 +1290,10 @@ static int run_latency(const struct bench_opts *o, struct bench_case *bc,
         }
         path_apply(bc, (enum bench_mode)m, &paths[m]);
         keys_fill(bc, 1);
-        int rc = pp_measure(bc, &res[m], err);
+        int rc = paths[m].keys_path != NULL ? limits_keys_publish(&paths[m], bc, 1, err) : 0;
+        if (rc == 0) {
+            rc = pp_measure(bc, &res[m], err);
+        }
         if (rc < 0) {
             return rc;
         }
@@ -1297,6 +1394,41 @@ static int mesh_start(const struct bench_opts *o, struct bench_servers *sv, char
     return rc == 0 ? mesh_wait_up(sv, err) : rc;
 }
 
+/* Starts the relay with limits on, admitting only the keys written to its
+ * allowed-keys file (empty until the first case writes it). */
+static int limits_start(const struct bench_opts *o, struct bench_servers *sv, char *err)
+{
+    int rc = bench_tmp_dir_make(sv->limits_dir, err);
+    if (rc < 0) {
+        return rc;
+    }
+    snprintf(sv->limits_keys, sizeof(sv->limits_keys), "%s/%s", sv->limits_dir, LIMITS_KEYS_NAME);
+    FILE *f = fopen(sv->limits_keys, "w");
+    if (f == NULL || fclose(f) != 0) {
+        return dc_err_set(err, -EIO, "limits: cannot create `%s'", sv->limits_keys);
+    }
+    const char *extra[] = {"--allowed-keys-file",
+                           sv->limits_keys,
+                           "--per-client-rate",
+                           LIMITS_RATE_BPS,
+                           "--per-client-burst",
+                           LIMITS_BURST,
+                           "--accept-connection-limit",
+                           LIMITS_ACCEPT,
+                           "--accept-connection-burst",
+                           LIMITS_ACCEPT,
+                           "--max-connections",
+                           LIMITS_CONNS,
+                           "--max-connections-per-ip",
+                           LIMITS_CONNS,
+                           NULL};
+    struct bench_server_opts so = {.kind = BENCH_SERVER_RELAY,
+                                   .bin = o->relay_bin,
+                                   .log_path = o->relay_log,
+                                   .extra_args = extra};
+    return bench_server_start(&so, &sv->limits, err);
+}
+
 static int servers_start(const struct bench_opts *o, struct bench_servers *sv,
                          struct bench_path paths[MODE_COUNT], char *err)
 {
@@ -1317,6 +1449,15 @@ static int servers_start(const struct bench_opts *o, struct bench_servers *sv,
                                                  .tx_url = sv->derper.url,
                                                  .pids = {sv->derper.pid, -1}};
     }
+    if (rc == 0 && o->is_limits) {
+        rc = limits_start(o, sv, err);
+        paths[MODE_LIMITS] = (struct bench_path){.is_on = true,
+                                                 .rx_url = sv->limits.url,
+                                                 .tx_url = sv->limits.url,
+                                                 .pids = {sv->limits.pid, -1},
+                                                 .keys_path = sv->limits_keys,
+                                                 .port = sv->limits.port};
+    }
     if (rc == 0 && o->is_mesh) {
         rc = mesh_start(o, sv, err);
         paths[MODE_MESH] = (struct bench_path){.is_on = true,
@@ -1335,6 +1476,8 @@ static void servers_stop(struct bench_servers *sv)
     bench_tmp_dir_remove(sv->mesh_dir, MESH_KEY_NAME);
     bench_relay_stop(&sv->derper);
     bench_relay_stop(&sv->relay);
+    bench_relay_stop(&sv->limits);
+    bench_tmp_dir_remove(sv->limits_dir, LIMITS_KEYS_NAME);
 }
 
 /* ---- flags ---- */
@@ -1350,6 +1493,9 @@ static void usage(FILE *f)
                "  --derper-log PATH  derper's stderr (default /dev/null)\n"
                "  --mesh             also measure across two meshed derp-relays started here:\n"
                "                     senders on relay 1, receivers on relay 2\n"
+               "  --limits           also measure a derp-relay started with limits on\n"
+               "                     (allowed-keys file of the bench's keys, per-client rate,\n"
+               "                     accept limit, connection caps; none of them binding)\n"
                "  --seconds N        measured window per case (default 3)\n"
                "  --warmup-ms N      warm-up before each window (default 500)\n"
                "  --rtts N           measured ping-pong round trips (default 10000)\n"
@@ -1408,6 +1554,9 @@ static int parse_opt(struct bench_opts *o, int ch, const char *arg, char *err)
     case 'm':
         o->is_mesh = true;
         return 0;
+    case 'x':
+        o->is_limits = true;
+        return 0;
     case 's':
         return bench_parse_uint("--seconds", arg, 1, 3600, &o->seconds, err);
     case 'w':
@@ -1435,6 +1584,7 @@ static int parse_flags(int argc, char **argv, struct bench_opts *o, char *err)
                                              {"derper-bin", required_argument, NULL, 'D'},
                                              {"derper-log", required_argument, NULL, 'L'},
                                              {"mesh", no_argument, NULL, 'm'},
+                                             {"limits", no_argument, NULL, 'x'},
                                              {"seconds", required_argument, NULL, 's'},
                                              {"warmup-ms", required_argument, NULL, 'w'},
                                              {"rtts", required_argument, NULL, 'r'},
@@ -1481,6 +1631,9 @@ static void print_header(const struct bench_opts *o, const struct bench_servers 
         printf("\nderper %s (started %s, pid %d)", sv->derper.url, o->derper_bin,
                (int)sv->derper.pid);
     }
+    if (paths[MODE_LIMITS].is_on) {
+        printf("\nlimits on: relay %s (pid %d)", sv->limits.url, (int)sv->limits.pid);
+    }
     if (paths[MODE_MESH].is_on) {
         printf("\nmesh: relay 1 %s (pid %d) <-> relay 2 %s (pid %d)", sv->mesh[0].url,
                (int)sv->mesh[0].pid, sv->mesh[1].url, (int)sv->mesh[1].pid);
@@ -1499,8 +1652,10 @@ int main(int argc, char **argv)
 {
     char err[DC_ERR_LEN] = "";
     struct bench_opts o;
-    struct bench_servers sv = {
-        .relay = {.pid = -1}, .derper = {.pid = -1}, .mesh = {{.pid = -1}, {.pid = -1}}};
+    struct bench_servers sv = {.relay = {.pid = -1},
+                               .derper = {.pid = -1},
+                               .mesh = {{.pid = -1}, {.pid = -1}},
+                               .limits = {.pid = -1}};
     struct bench_path paths[MODE_COUNT] = {{0}};
     struct bench_case bc = {0};
     int rc = parse_flags(argc, argv, &o, err);

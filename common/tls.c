@@ -27,9 +27,11 @@
 #define HOST_IP_BUF_LEN 16  /* in6_addr */
 
 struct dc_tls_server {
-    SSL_CTX *ctx;             /* owned */
-    char pin[DC_TLS_PIN_LEN]; /* of the leaf, computed once at construction */
-    bool has_meta;            /* dc_tls_server_add_meta_cert() done */
+    SSL_CTX *ctx;                          /* owned */
+    char pin[DC_TLS_PIN_LEN];              /* of the leaf, computed once at construction */
+    bool has_meta;                         /* dc_tls_server_add_meta_cert() done */
+    uint8_t meta_pub[DC_TLS_META_KEY_LEN]; /* its key, for reloads */
+    int meta_version;                      /* its serial, for reloads */
 };
 
 /* What the pinning verify callback compares; lives on dc_tls_client_connect's
@@ -471,8 +473,28 @@ int dc_tls_server_add_meta_cert(struct dc_tls_server *s,
                         ossl_reason(reason, sizeof(reason)));
     } else {
         s->has_meta = true;
+        memcpy(s->meta_pub, server_pub, DC_TLS_META_KEY_LEN);
+        s->meta_version = protocol_version;
     }
     X509_free(meta);
+    return rc;
+}
+
+int dc_tls_server_reload_files(struct dc_tls_server *s, const char *cert_chain_pem,
+                               const char *key_pem, char *err)
+{
+    struct dc_tls_server *fresh = NULL;
+    int rc = dc_tls_server_new_files(cert_chain_pem, key_pem, &fresh, err);
+    if (rc == 0 && s->has_meta) {
+        rc = dc_tls_server_add_meta_cert(fresh, s->meta_pub, s->meta_version, err);
+    }
+    if (rc == 0) {
+        SSL_CTX *old = s->ctx;
+        s->ctx = fresh->ctx;
+        fresh->ctx = old; /* freed below; live SSLs keep their own reference */
+        memcpy(s->pin, fresh->pin, DC_TLS_PIN_LEN);
+    }
+    dc_tls_server_free(fresh);
     return rc;
 }
 

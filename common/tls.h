@@ -101,11 +101,23 @@ int dc_tls_server_add_meta_cert(struct dc_tls_server *s,
                                 const uint8_t server_pub[static DC_TLS_META_KEY_LEN],
                                 int protocol_version, char *err) DC_MUST_CHECK;
 
+/* Reloads a files-based server: builds a fresh context from the two files
+ * exactly as dc_tls_server_new_files() does (re-adding a meta certificate
+ * for the same key and version if s has one) and swaps it in, so SSL objects
+ * made from dc_tls_server_ctx() afterwards use the new certificate while live
+ * ones keep the old context (each SSL holds a reference). On any error s is
+ * left unchanged and err says why, as dc_tls_server_new_files() would.
+ * Returns 0 or its negative errno. */
+int dc_tls_server_reload_files(struct dc_tls_server *s, const char *cert_chain_pem,
+                               const char *key_pem, char *err) DC_MUST_CHECK;
+
 /* Writes the leaf certificate's pin, "sha256-raw:<64 lowercase hex>", into out. */
 void dc_tls_server_pin(const struct dc_tls_server *s, char out[static DC_TLS_PIN_LEN]);
 
-/* The server's SSL_CTX, borrowed: valid until dc_tls_server_free(). SSL
- * objects made from it hold their own reference, so they may outlive s. */
+/* The server's current SSL_CTX, borrowed: valid until the next
+ * dc_tls_server_reload_files() or dc_tls_server_free(), so look it up for
+ * each new connection. SSL objects made from it hold their own reference,
+ * so they may outlive both. */
 SSL_CTX *dc_tls_server_ctx(struct dc_tls_server *s);
 
 /* Frees the server context; accepts NULL. */

@@ -40,6 +40,17 @@ void derp_key_short(const uint8_t key[static DERP_KEY_LEN], char out[static DERP
     sodium_bin2hex(out, DERP_KEY_SHORT_LEN, key, 4);
 }
 
+void derp_key_short_string(const uint8_t key[static DERP_KEY_LEN],
+                           char out[static DERP_KEY_SHORT_STRING_LEN])
+{
+    char b64[9]; /* 4 bytes encode to 8 characters */
+    sodium_bin2base64(b64, sizeof(b64), key, 4, sodium_base64_VARIANT_ORIGINAL);
+    out[0] = '[';
+    memcpy(out + 1, b64, 5);
+    out[6] = ']';
+    out[7] = '\0';
+}
+
 int derp_key_parse_hex(const char *s, size_t len, uint8_t key[static DERP_KEY_LEN])
 {
     if (len != DERP_KEY_HEX_LEN) {

@@ -21,6 +21,9 @@
 #define DERP_KEY_HEX_LEN (2 * DERP_KEY_LEN)
 /* Short log form of a public key: 8 hex characters plus NUL. */
 #define DERP_KEY_SHORT_LEN 9
+/* Tailscale's short form of a key (key.NodePublic.ShortString, types/key/util.go
+ * debug32): "[" + the first 5 characters of standard base64 + "]", plus NUL. */
+#define DERP_KEY_SHORT_STRING_LEN 8
 
 /* A node's key pair. Wipe with derp_keypair_wipe() when done. */
 struct derp_keypair {
@@ -39,6 +42,9 @@ void derp_keypair_wipe(struct derp_keypair *kp);
 void derp_key_hex(const uint8_t key[static DERP_KEY_LEN], char out[static DERP_KEY_HEX_LEN + 1]);
 /* Writes the first 8 hex characters of key plus NUL (for logs). */
 void derp_key_short(const uint8_t key[static DERP_KEY_LEN], char out[static DERP_KEY_SHORT_LEN]);
+/* Writes Tailscale's ShortString of key ("[AbC+d]") plus NUL, as derper logs keys. */
+void derp_key_short_string(const uint8_t key[static DERP_KEY_LEN],
+                           char out[static DERP_KEY_SHORT_STRING_LEN]);
 /* Parses exactly 64 hex characters (s, len) into key; returns 0 or -EINVAL. */
 int derp_key_parse_hex(const char *s, size_t len, uint8_t key[static DERP_KEY_LEN]) DC_MUST_CHECK;
 

@@ -108,6 +108,15 @@ enum derp_frame_type {
 #define DERP_PEER_GONE_BURST       3     /* NotHere replies: burst 3, then 1 per second */
 #define DERP_PEER_GONE_INTERVAL_MS 1000
 
+/* Smallest per-client token bucket (bytes): one SendPacket frame with the
+ * largest packet, header included. derper's minRateLimitTokenBucketSize
+ * (derpserver.go) is MaxPacketSize + KeyLen, the frame length it debits
+ * without the 5-byte header; Tailscale clients that honour ServerInfo's
+ * TokenBucketBytesBurst debit the header too (derp_client.go send:
+ * frameHeaderLen + key + packet), and a golang rate.Limiter never allows more
+ * than its burst at once, so the header is added here. */
+#define DERP_RATE_MIN_BURST (DERP_FRAME_HDR_LEN + DERP_KEY_LEN + DERP_MAX_PACKET_LEN)
+
 /* HTTP header names used on /derp. */
 #define DERP_HDR_FAST_START "Derp-Fast-Start" /* "1": no 101 response is written */
 #define DERP_HDR_VERSION    "Derp-Version"

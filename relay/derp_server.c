@@ -9,6 +9,7 @@
 #include "derp_server.h"
 
 #include "bytes.h"
+#include "derp_admit.h"
 #include "derp_key.h"
 #include "internal.h"
 #include "log.h"
@@ -38,6 +39,13 @@
 #define WRITE_IOV_MAX 64
 
 static void conn_io_cb(struct dc_loop *loop, struct dc_io *io, uint32_t events);
+
+/* True while c's socket must not be read: paused on a full mesh link, over
+ * its byte rate, or waiting for its admission verdict. */
+static bool conn_reads_paused(const struct derp_conn *c)
+{
+    return c->paused_on != NULL || c->is_throttled || c->state == DERP_CONN_ADMIT;
+}
 
 static uint64_t cfg_or(uint32_t v, uint32_t def)
 {
@@ -184,6 +192,11 @@ void derp__conn_close(struct derp_conn *c, bool is_error, const char *why)
         }
         derp__registry_remove(s, c);
     } else if (c->state != DERP_CONN_HTTP_DONE) {
+        if (c->state == DERP_CONN_ADMIT) {
+            s->stats.admission_pending--;
+            derp_admit_cancel(s->cfg.admit, c->admit_req);
+            c->admit_req = NULL;
+        }
         if (is_error) {
             s->stats.handshake_errors++;
         }
@@ -191,6 +204,11 @@ void derp__conn_close(struct derp_conn *c, bool is_error, const char *why)
                "connection %s closed before login: %s", addr, why);
     }
     c->state = DERP_CONN_CLOSED;
+    dc_timer_stop(s->loop, &c->throttle);
+    if (c->is_ip_counted) {
+        c->is_ip_counted = false;
+        derp__limits_release_ip(s, c->ip16);
+    }
     conn_unpause_all(c);
     if (c->paused_on != NULL) {
         struct derp_conn **pp = &c->paused_on->paused_head;
@@ -237,22 +255,6 @@ static void conn_free(struct derp_server *s, struct derp_conn *c)
     free(c);
 }
 
-static void conn_set_peer(struct derp_conn *c, const struct sockaddr_storage *ss)
-{
-    memset(c->ip16, 0, sizeof(c->ip16));
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *v4 = (const struct sockaddr_in *)ss;
-        c->ip16[10] = 0xff;
-        c->ip16[11] = 0xff;
-        memcpy(c->ip16 + 12, &v4->sin_addr, 4);
-        c->port = ntohs(v4->sin_port);
-    } else if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)ss;
-        memcpy(c->ip16, &v6->sin6_addr, 16);
-        c->port = ntohs(v6->sin6_port);
-    }
-}
-
 struct derp_conn *derp__conn_alloc(struct derp_server *s, int fd)
 {
     struct derp_conn *c = calloc(1, sizeof(*c));
@@ -279,18 +281,22 @@ struct derp_conn *derp__conn_alloc(struct derp_server *s, int fd)
     return c;
 }
 
-static void conn_new(struct derp_server *s, int fd, const struct sockaddr_storage *peer)
+static void conn_new(struct derp_server *s, int fd, const uint8_t ip16[static 16], uint16_t port)
 {
     struct derp_conn *c = derp__conn_alloc(s, fd);
     if (c == NULL) {
+        derp__limits_release_ip(s, ip16);
         close(fd);
         return;
     }
     s->stats.accepts++;
-    conn_set_peer(c, peer);
+    memcpy(c->ip16, ip16, 16);
+    c->port = port;
+    c->is_ip_counted = s->ip_buckets != NULL;
     c->state = DERP_CONN_HTTP;
-    if (s->ssl_ctx != NULL) {
-        c->ssl = SSL_new(s->ssl_ctx);
+    if (s->cfg.tls != NULL) {
+        /* Looked up per connection: a certificate reload swaps the context. */
+        c->ssl = SSL_new(dc_tls_server_ctx(s->cfg.tls));
         if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
             derp__conn_close(c, true, "TLS setup failed");
             return;
@@ -320,11 +326,16 @@ static void listen_cb(struct dc_loop *loop, struct dc_io *io, uint32_t events)
             dc_log(DC_LOG_WARN, "derp", "accept: %s", dc_strerror(fd));
             return;
         }
-        if (s->cfg.max_conns != 0 && s->stats.conns_current >= s->cfg.max_conns) {
-            close(fd);
+        uint8_t ip16[16];
+        uint16_t port;
+        derp__ip16_from_sockaddr(&peer, ip16, &port);
+        const char *refused = derp__limits_accept(s, ip16);
+        if (refused != NULL) {
+            close(fd); /* at once, before TLS: cheap for us, a clear signal for the client */
+            dc_log(DC_LOG_DEBUG, "derp", "connection refused at accept: %s", refused);
             continue;
         }
-        conn_new(s, fd, &peer);
+        conn_new(s, fd, ip16, port);
     }
 }
 
@@ -499,7 +510,7 @@ static void conn_update_write_interest(struct derp_conn *c, bool want)
         return;
     }
     c->wants_write = want;
-    uint32_t ev = (c->paused_on == NULL ? DC_IO_READ : 0) | (want ? DC_IO_WRITE : 0);
+    uint32_t ev = (!conn_reads_paused(c) ? DC_IO_READ : 0) | (want ? DC_IO_WRITE : 0);
     if (dc_io_start(c->srv->loop, &c->io, ev) < 0) {
         derp__conn_close(c, true, "epoll_ctl failed");
     }
@@ -636,10 +647,22 @@ static bool relay_packet(struct derp_conn *from, const uint8_t src_key[static DE
 
 /* ---- login ---- */
 
+static uint64_t advertised(uint64_t v)
+{
+    return v > INT32_MAX ? INT32_MAX : v;
+}
+
 static void send_server_info(struct derp_conn *c)
 {
     struct derp_server *s = c->srv;
     struct derp_server_info si = {.version = DERP_PROTOCOL_VERSION};
+    if (derp_rate_is_limited(&c->rate)) {
+        /* derp.ServerInfo's token bucket: Tailscale clients pace their sends
+         * to it. Its fields are Go ints, 32 bits on 32-bit clients, which
+         * fail to decode anything larger: advertise at most INT32_MAX. */
+        si.token_bucket_bytes_per_sec = (long)advertised(s->cfg.client_rate_bytes_per_sec);
+        si.token_bucket_bytes_burst = (long)advertised(s->client_burst);
+    }
     char json[DERP_INFO_JSON_MAX];
     int n = derp_server_info_format(&si, json, sizeof(json));
     if (n < 0) {
@@ -691,6 +714,120 @@ static bool client_info_open(struct derp_conn *c, const uint8_t *payload, uint32
     return true;
 }
 
+/* Enters c into the registry: ServerInfo, then relaying. */
+static void conn_register(struct derp_conn *c)
+{
+    struct derp_server *s = c->srv;
+    if (!c->can_mesh && s->cfg.client_rate_bytes_per_sec != 0) {
+        derp_rate_init(&c->rate, (double)s->cfg.client_rate_bytes_per_sec, (double)s->client_burst,
+                       dc_now_ms());
+    }
+    /* ServerInfo goes out before anything registration may queue (Health). */
+    send_server_info(c);
+    if (c->state == DERP_CONN_CLOSED) {
+        return;
+    }
+    if (derp__registry_add(s, c) < 0) {
+        derp__conn_close(c, true, "out of memory");
+        return;
+    }
+    c->state = DERP_CONN_ACTIVE;
+    s->stats.clients_current++;
+    uint64_t jitter = randombytes_uniform(DERP_KEEPALIVE_JITTER_MS);
+    c->next_keepalive_ms = dc_now_ms() + cfg_or(s->cfg.keepalive_ms, DERP_KEEPALIVE_MS) + jitter;
+}
+
+/* Closes c for an admission refusal: one info line with derper's short key. */
+static void conn_refuse(struct derp_conn *c, enum derp_admit_result r, const char *why)
+{
+    struct derp_server *s = c->srv;
+    switch (r) {
+    case DERP_ADMIT_NOT_LISTED:
+        s->stats.refused_not_listed++;
+        break;
+    case DERP_ADMIT_DENIED:
+        s->stats.refused_denied++;
+        break;
+    case DERP_ADMIT_UNREACHABLE:
+        s->stats.refused_unreachable++;
+        break;
+    default:
+        s->stats.refused_admit_error++;
+        break;
+    }
+    char addr[64], ks[DERP_KEY_SHORT_STRING_LEN];
+    conn_log_addr(c, addr, sizeof(addr));
+    derp_key_short_string(c->key, ks);
+    dc_log(DC_LOG_INFO, "derp", "client %s key=%s %s refused: %s", addr, c->key_short, ks, why);
+    derp__conn_close(c, false, "refused by admission");
+}
+
+/* Puts c on the before-sleep resume pass: it is read again from there. */
+static void conn_schedule_resume(struct derp_conn *c)
+{
+    struct derp_server *s = c->srv;
+    if (!c->is_resuming) {
+        c->is_resuming = true;
+        c->resume_next = s->resume;
+        s->resume = c;
+    }
+}
+
+static void conn_note_fail_open(struct derp_conn *c, const char *why)
+{
+    char ks[DERP_KEY_SHORT_STRING_LEN];
+    derp_key_short_string(c->key, ks);
+    c->srv->stats.admitted_fail_open++;
+    dc_log(DC_LOG_WARN, "derp", "%s; allowing client key=%s %s (fail-open)", why, c->key_short, ks);
+}
+
+/* The admission verdict for a client in ADMIT state (derp_admit_cb). */
+static void conn_admit_done(void *data, enum derp_admit_result r, const char *why)
+{
+    struct derp_conn *c = data;
+    c->admit_req = NULL;
+    c->srv->stats.admission_pending--;
+    if (!derp_admit_result_is_allowed(r)) {
+        c->state = DERP_CONN_LOGIN; /* not pending any more: closes as before login */
+        conn_refuse(c, r, why);
+        return;
+    }
+    if (r == DERP_ADMIT_FAIL_OPEN) {
+        conn_note_fail_open(c, why);
+    }
+    c->state = DERP_CONN_LOGIN;
+    conn_register(c);
+    if (c->state == DERP_CONN_ACTIVE) {
+        conn_schedule_resume(c); /* frames sent after ClientInfo wait in rbuf */
+    }
+}
+
+/* Runs admission for a non-mesh client. Returns true when c may register now;
+ * false when it was refused (closed) or must wait for the verdict. */
+static bool conn_admit(struct derp_conn *c)
+{
+    struct derp_server *s = c->srv;
+    char why[DC_ERR_LEN] = "";
+    enum derp_admit_result r =
+        derp_admit_check(s->cfg.admit, c->key, c->ip16, conn_admit_done, c, &c->admit_req, why);
+    if (r == DERP_ADMIT_PENDING) {
+        c->state = DERP_CONN_ADMIT;
+        s->stats.admission_pending++;
+        if (dc_io_start(s->loop, &c->io, c->wants_write ? DC_IO_WRITE : 0) < 0) {
+            derp__conn_close(c, true, "epoll_ctl failed");
+        }
+        return false;
+    }
+    if (!derp_admit_result_is_allowed(r)) {
+        conn_refuse(c, r, why);
+        return false;
+    }
+    if (r == DERP_ADMIT_FAIL_OPEN) {
+        conn_note_fail_open(c, why);
+    }
+    return true;
+}
+
 static void conn_login(struct derp_conn *c, uint8_t type, const uint8_t *payload, uint32_t len)
 {
     struct derp_server *s = c->srv;
@@ -709,24 +846,17 @@ static void conn_login(struct derp_conn *c, uint8_t type, const uint8_t *payload
     if (c->can_mesh) {
         c->ctl.max = CTL_MAX_MESH;
     }
-    /* ServerInfo goes out before anything registration may queue (Health). */
-    send_server_info(c);
-    if (c->state == DERP_CONN_CLOSED) {
-        return;
-    }
-    if (derp__registry_add(s, c) < 0) {
-        derp__conn_close(c, true, "out of memory");
-        return;
-    }
-    c->state = DERP_CONN_ACTIVE;
-    s->stats.clients_current++;
-    uint64_t jitter = randombytes_uniform(DERP_KEEPALIVE_JITTER_MS);
-    c->next_keepalive_ms = dc_now_ms() + cfg_or(s->cfg.keepalive_ms, DERP_KEEPALIVE_MS) + jitter;
     char addr[64];
     conn_log_addr(c, addr, sizeof(addr));
-    dc_log(DC_LOG_DEBUG, "derp", "client %s key=%s logged in version=%d mesh=%s prober=%s app=%s",
-           addr, c->key_short, ci.version, c->can_mesh ? "yes" : "no", ci.is_prober ? "yes" : "no",
-           ci.app_name[0] ? ci.app_name : "-");
+    dc_log(DC_LOG_DEBUG, "derp",
+           "client %s key=%s logged in version=%d mesh=%s prober=%s fast_start=%s app=%s", addr,
+           c->key_short, ci.version, c->can_mesh ? "yes" : "no", ci.is_prober ? "yes" : "no",
+           c->is_fast_start ? "yes" : "no", ci.app_name[0] ? ci.app_name : "-");
+    /* Mesh peers are trusted by their key and never subject to admission. */
+    if (!c->can_mesh && s->cfg.admit != NULL && !conn_admit(c)) {
+        return;
+    }
+    conn_register(c);
 }
 
 /* ---- frames from a logged-in client ---- */
@@ -887,6 +1017,44 @@ static bool conn_active_frame(struct derp_conn *c, uint8_t type, const uint8_t *
     return true;
 }
 
+static void throttle_cb(struct dc_loop *loop, struct dc_timer *t)
+{
+    (void)loop;
+    struct derp_conn *c = t->data;
+    c->is_throttled = false;
+    conn_schedule_resume(c); /* the frame that waited goes first */
+}
+
+/* Stops reading c for wait_ms: derper delays reading a client over its rate
+ * (sclient.rateLimit), so TCP flow control slows the sender; nothing drops. */
+static void conn_throttle(struct derp_conn *c, uint64_t wait_ms)
+{
+    struct derp_server *s = c->srv;
+    c->is_throttled = true;
+    s->stats.rate_limit_waits++;
+    c->throttle.cb = throttle_cb;
+    c->throttle.data = c;
+    dc_timer_start(s->loop, &c->throttle, wait_ms);
+    if (dc_io_start(s->loop, &c->io, c->wants_write ? DC_IO_WRITE : 0) < 0) {
+        derp__conn_close(c, true, "epoll_ctl failed");
+    }
+}
+
+/* Debits a frame of len bytes (its length field, as derper counts, clamped
+ * to the bucket) from c's byte rate. False: c is throttled, the frame waits. */
+static bool conn_rate_take(struct derp_conn *c, uint32_t len)
+{
+    if (!derp_rate_is_limited(&c->rate) || derp_rate_take_cached(&c->rate, len)) {
+        return true;
+    }
+    uint64_t wait_ms = derp_rate_take(&c->rate, len, dc_now_ms());
+    if (wait_ms == 0) {
+        return true;
+    }
+    conn_throttle(c, wait_ms);
+    return false;
+}
+
 /* Handles every whole frame in buf; returns bytes consumed. */
 static size_t conn_parse_frames(struct derp_conn *c, const uint8_t *buf, size_t len)
 {
@@ -906,12 +1074,15 @@ static size_t conn_parse_frames(struct derp_conn *c, const uint8_t *buf, size_t 
         }
         if (!has_frame) {
             off += (size_t)n;
+            /* Skipped bytes of an unknown frame count against the byte rate
+             * too (derper debits every frame's length before reading it). */
+            derp_rate_charge(&c->rate, (double)n);
             continue;
         }
         if (c->state == DERP_CONN_LOGIN) {
             conn_login(c, f.type, f.payload, f.len);
-        } else if (!conn_active_frame(c, f.type, f.payload, f.len)) {
-            return off; /* paused: the frame stays buffered */
+        } else if (!conn_rate_take(c, f.len) || !conn_active_frame(c, f.type, f.payload, f.len)) {
+            return off; /* paused or throttled: the frame stays buffered */
         }
         off += (size_t)n;
     }
@@ -995,7 +1166,7 @@ static void conn_on_readable(struct derp_conn *c)
 {
     struct derp_server *s = c->srv;
     size_t budget = READ_BUDGET;
-    while (c->state != DERP_CONN_CLOSED && c->paused_on == NULL && budget > 0) {
+    while (c->state != DERP_CONN_CLOSED && !conn_reads_paused(c) && budget > 0) {
         if (c->rbuf == NULL) {
             c->rbuf = derp__pkt_get(&s->pool, DERP_RBUF_CAP);
             if (c->rbuf == NULL) {
@@ -1023,7 +1194,7 @@ static void conn_on_readable(struct derp_conn *c)
         if (!conn_process_rbuf(c)) {
             return;
         }
-        if (rb->len == rb->cap && c->paused_on == NULL) {
+        if (rb->len == rb->cap && !conn_reads_paused(c)) {
             derp__conn_close(c, true, "request does not fit the read buffer");
             return;
         }
@@ -1071,7 +1242,7 @@ static void conn_io_cb(struct dc_loop *loop, struct dc_io *io, uint32_t events)
     if (events & DC_IO_WRITE) {
         conn_flush(c);
     }
-    if ((events & DC_IO_READ) && c->state != DERP_CONN_CLOSED && c->paused_on == NULL) {
+    if ((events & DC_IO_READ) && c->state != DERP_CONN_CLOSED && !conn_reads_paused(c)) {
         conn_on_readable(c);
     }
 }
@@ -1093,7 +1264,7 @@ static void server_before_sleep(struct dc_loop *loop, void *data)
         s->resume = c->resume_next;
         c->resume_next = NULL;
         c->is_resuming = false;
-        if (c->state == DERP_CONN_CLOSED || c->paused_on != NULL) {
+        if (c->state == DERP_CONN_CLOSED || conn_reads_paused(c)) {
             continue;
         }
         uint32_t ev = DC_IO_READ | (c->wants_write ? DC_IO_WRITE : 0);
@@ -1161,6 +1332,26 @@ static void server_tick(struct dc_loop *loop, struct dc_timer *t)
     dc_timer_start(loop, &s->tick, SERVER_TICK_MS);
 }
 
+/* Closes the clients whose keys left the allowed-keys file (derp_admit_changed_cb). */
+static void server_allowed_keys_changed(void *data)
+{
+    struct derp_server *s = data;
+    struct derp_conn *c = s->conns;
+    while (c != NULL) {
+        struct derp_conn *next = c->next;
+        if (c->state == DERP_CONN_ACTIVE && !c->can_mesh &&
+            !derp_admit_is_listed(s->cfg.admit, c->key)) {
+            char ks[DERP_KEY_SHORT_STRING_LEN];
+            derp_key_short_string(c->key, ks);
+            dc_log(DC_LOG_INFO, "derp", "client key=%s %s no longer in the allowed keys file",
+                   c->key_short, ks);
+            s->stats.revoked++;
+            derp__conn_close(c, true, "key removed from the allowed keys file");
+        }
+        c = next;
+    }
+}
+
 /* ---- public API ---- */
 
 int derp_server_new(struct dc_loop *loop, const struct derp_server_config *cfg,
@@ -1180,8 +1371,10 @@ int derp_server_new(struct dc_loop *loop, const struct derp_server_config *cfg,
         free(s);
         return dc_err_set(err, rc, "derp server: out of memory");
     }
-    int fd = dc_net_listen_tcp(cfg->listen_addr, 4096, err);
+    rc = derp__limits_init(s, err);
+    int fd = rc < 0 ? rc : dc_net_listen_tcp(cfg->listen_addr, 4096, err);
     if (fd < 0) {
+        derp__limits_deinit(s);
         derp__registry_deinit(&s->reg);
         free(s);
         return fd;
@@ -1190,10 +1383,10 @@ int derp_server_new(struct dc_loop *loop, const struct derp_server_config *cfg,
     s->listen_io.cb = listen_cb;
     s->listen_io.data = s;
     s->port = dc_net_local_port(fd);
-    s->ssl_ctx = cfg->tls != NULL ? dc_tls_server_ctx(cfg->tls) : NULL;
     rc = dc_io_start(loop, &s->listen_io, DC_IO_READ);
     if (rc < 0) {
         close(fd);
+        derp__limits_deinit(s);
         derp__registry_deinit(&s->reg);
         free(s);
         return dc_err_set(err, rc, "derp server: epoll: %s", dc_strerror(rc));
@@ -1203,6 +1396,7 @@ int derp_server_new(struct dc_loop *loop, const struct derp_server_config *cfg,
         if (rc < 0) {
             dc_io_stop(loop, &s->listen_io);
             close(fd);
+            derp__limits_deinit(s);
             derp__registry_deinit(&s->reg);
             free(s);
             return rc;
@@ -1213,6 +1407,9 @@ int derp_server_new(struct dc_loop *loop, const struct derp_server_config *cfg,
     s->tick.data = s;
     dc_timer_start(loop, &s->tick, SERVER_TICK_MS);
     dc_loop_set_before_sleep(loop, server_before_sleep, s);
+    if (cfg->admit != NULL) {
+        derp_admit_set_changed_cb(cfg->admit, server_allowed_keys_changed, s);
+    }
     *out = s;
     return 0;
 }
@@ -1223,6 +1420,9 @@ void derp_server_free(struct derp_server *s)
         return;
     }
     derp__mesh_stop(s); /* no redials from here on */
+    if (s->cfg.admit != NULL) {
+        derp_admit_set_changed_cb(s->cfg.admit, NULL, NULL);
+    }
     while (s->conns != NULL) {
         derp__conn_close(s->conns, false, "server shutting down");
     }
@@ -1236,6 +1436,7 @@ void derp_server_free(struct derp_server *s)
     }
     dc_loop_set_before_sleep(s->loop, NULL, NULL);
     derp__registry_deinit(&s->reg);
+    derp__limits_deinit(s);
     derp__pool_deinit(&s->pool);
     sodium_memzero(&s->cfg.key, sizeof(s->cfg.key));
     sodium_memzero(s->cfg.mesh_key, sizeof(s->cfg.mesh_key));

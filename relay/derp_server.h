@@ -18,6 +18,7 @@
 struct dc_loop;
 struct dc_tls_server;
 struct dc_buf;
+struct derp_admit;
 struct derp_server;
 
 /* Appends extra Prometheus text to the /metrics answer (e.g. STUN counters). */
@@ -29,15 +30,26 @@ struct derp_server_config {
     struct derp_keypair key;   /* the server's node key (copied) */
     bool has_mesh_key;         /* mesh_key is set */
     uint8_t mesh_key[DERP_MESH_KEY_LEN];
-    uint32_t handshake_timeout_ms; /* 0: DERP_HANDSHAKE_TIMEOUT_MS */
-    uint32_t write_timeout_ms;     /* 0: DERP_WRITE_TIMEOUT_MS */
-    uint32_t keepalive_ms;         /* 0: DERP_KEEPALIVE_MS */
-    uint32_t restart_reconnect_ms; /* Restarting frame "reconnect in"; 0: 1000 */
-    uint32_t restart_try_for_ms;   /* Restarting frame "try for"; 0: 60000 */
-    uint32_t drain_ms;             /* relay on after Restarting before closing; 0: 2000 */
-    uint32_t max_conns;            /* 0: unlimited */
-    const char *mesh_with;         /* "URL[,URL]" of mesh peers or NULL; borrowed for the call;
-                                      needs has_mesh_key */
+    uint32_t handshake_timeout_ms;      /* 0: DERP_HANDSHAKE_TIMEOUT_MS */
+    uint32_t write_timeout_ms;          /* 0: DERP_WRITE_TIMEOUT_MS */
+    uint32_t keepalive_ms;              /* 0: DERP_KEEPALIVE_MS */
+    uint32_t restart_reconnect_ms;      /* Restarting frame "reconnect in"; 0: 1000 */
+    uint32_t restart_try_for_ms;        /* Restarting frame "try for"; 0: 60000 */
+    uint32_t drain_ms;                  /* relay on after Restarting before closing; 0: 2000 */
+    uint32_t max_conns;                 /* open connections past which new ones are closed at
+                                           once; 0: unlimited */
+    uint32_t max_conns_per_ip;          /* the same per source address; 0: unlimited */
+    double accept_rate_per_sec;         /* new connections per second (derper
+                                           --accept-connection-limit); 0: unlimited */
+    uint64_t accept_burst;              /* its bucket (--accept-connection-burst); 0: unlimited, as
+                                           derper's default math.MaxInt makes it */
+    uint64_t client_rate_bytes_per_sec; /* bytes per second read from each non-mesh client,
+                                           advertised in ServerInfo; 0: unlimited */
+    uint64_t client_burst_bytes;        /* its bucket; raised to DERP_RATE_MIN_BURST */
+    struct derp_admit *admit;           /* borrowed, must outlive the server; NULL: every
+                                           client is admitted. Mesh peers never are asked. */
+    const char *mesh_with;              /* "URL[,URL]" of mesh peers or NULL; borrowed for the call;
+                                           needs has_mesh_key */
     const char *self_host; /* this relay's host name: a peer URL with it is skipped; borrowed,
                               must outlive the server */
     bool mesh_insecure;    /* do not verify mesh peers' TLS certificates */
@@ -74,6 +86,17 @@ struct derp_server_stats {
     uint64_t keepalives;               /* KeepAlive frames sent */
     uint64_t write_timeouts;           /* clients closed for a stalled write */
     uint64_t protocol_errors;          /* clients closed for a bad frame */
+    uint64_t refused_accept_rate;      /* connections closed at accept: over the accept rate */
+    uint64_t refused_max_conns;        /* ... at --max-connections */
+    uint64_t refused_per_ip;           /* ... at --max-connections-per-ip */
+    uint64_t refused_not_listed;       /* clients refused: not in --allowed-keys-file */
+    uint64_t refused_denied;           /* ... the admission controller said no */
+    uint64_t refused_unreachable;      /* ... controller unreachable, fail-closed */
+    uint64_t refused_admit_error;      /* ... controller answered non-200 or garbage */
+    uint64_t admitted_fail_open;       /* clients let in because the controller was down */
+    uint64_t revoked;                  /* clients closed when their key left the allowed list */
+    uint64_t admission_pending;        /* clients waiting for an admission verdict */
+    uint64_t rate_limit_waits;         /* times a client's reading paused for its byte rate */
 };
 
 /* Creates a server listening on cfg->listen_addr, driven by loop. Returns 0

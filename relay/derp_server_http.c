@@ -4,6 +4,7 @@
  * connection closes once it is written (Connection: close). */
 #include "internal.h"
 
+#include "derp_admit.h"
 #include "http.h"
 #include "log.h"
 #include "ws.h"
@@ -247,6 +248,62 @@ size_t derp__http_handle(struct derp_conn *c, const uint8_t *buf, size_t len)
     return (size_t)n;
 }
 
+struct labelled {
+    const char *label;
+    uint64_t v;
+};
+
+/* One labelled family: HELP, TYPE, then a line per label value. */
+static void metric_family(struct dc_buf *out, const char *name, const char *help, const char *label,
+                          const struct labelled *v, size_t n)
+{
+    dc_buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (size_t i = 0; i < n; i++) {
+        dc_buf_printf(out, "%s{%s=\"%s\"} %llu\n", name, label, v[i].label,
+                      (unsigned long long)v[i].v);
+    }
+}
+
+static void limits_metrics_format(const struct derp_server *s, struct dc_buf *out)
+{
+    const struct derp_server_stats *st = &s->stats;
+    const struct labelled conns[] = {{"accept_rate", st->refused_accept_rate},
+                                     {"max_connections", st->refused_max_conns},
+                                     {"max_connections_per_ip", st->refused_per_ip}};
+    metric_family(out, "derp_connections_refused_total",
+                  "Connections closed right after accept, by reason.", "reason", conns, 3);
+    const struct labelled clients[] = {{"not_listed", st->refused_not_listed},
+                                       {"denied", st->refused_denied},
+                                       {"unreachable", st->refused_unreachable},
+                                       {"error", st->refused_admit_error}};
+    metric_family(out, "derp_clients_refused_total",
+                  "Clients refused at login by admission, by reason.", "reason", clients, 4);
+    dc_buf_printf(out,
+                  "# HELP derp_clients_admitted_fail_open_total Clients let in because the "
+                  "admission controller was unreachable.\n"
+                  "# TYPE derp_clients_admitted_fail_open_total counter\n"
+                  "derp_clients_admitted_fail_open_total %llu\n"
+                  "# HELP derp_clients_revoked_total Clients closed when their key left the "
+                  "allowed keys file.\n# TYPE derp_clients_revoked_total counter\n"
+                  "derp_clients_revoked_total %llu\n"
+                  "# HELP derp_clients_admission_pending Clients waiting for an admission "
+                  "verdict.\n# TYPE derp_clients_admission_pending gauge\n"
+                  "derp_clients_admission_pending %llu\n"
+                  "# HELP derp_rate_limit_waits_total Times a client's reading paused for its "
+                  "byte rate.\n# TYPE derp_rate_limit_waits_total counter\n"
+                  "derp_rate_limit_waits_total %llu\n"
+                  "# HELP derp_client_rate_limit_bytes_per_second Per-client receive rate (0: "
+                  "none).\n# TYPE derp_client_rate_limit_bytes_per_second gauge\n"
+                  "derp_client_rate_limit_bytes_per_second %llu\n",
+                  (unsigned long long)st->admitted_fail_open, (unsigned long long)st->revoked,
+                  (unsigned long long)st->admission_pending,
+                  (unsigned long long)st->rate_limit_waits,
+                  (unsigned long long)s->cfg.client_rate_bytes_per_sec);
+    if (s->cfg.admit != NULL) {
+        derp_admit_metrics_format(s->cfg.admit, out);
+    }
+}
+
 #define METRIC(name, help, type, value)                                                            \
     dc_buf_printf(out, "# HELP " name " " help "\n# TYPE " name " " type "\n" name " %llu\n",      \
                   (unsigned long long)(value))
@@ -307,4 +364,5 @@ void derp_server_metrics_format(const struct derp_server *s, struct dc_buf *out)
     METRIC("derp_protocol_errors_total", "Clients closed for a bad frame.", "counter",
            st->protocol_errors);
     METRIC("derp_pool_buffers_live", "Packet buffers in use.", "gauge", s->pool.live);
+    limits_metrics_format(s, out);
 }

@@ -7,6 +7,7 @@
 #include "buf.h"
 #include "derp_frame.h"
 #include "derp_proto.h"
+#include "derp_rate.h"
 #include "derp_server.h"
 #include "loop.h"
 
@@ -52,6 +53,8 @@ enum derp_conn_state {
     DERP_CONN_TLS_HANDSHAKE, /* TLS server handshake in progress */
     DERP_CONN_HTTP,          /* reading the HTTP request head */
     DERP_CONN_LOGIN,         /* ServerKey sent; waiting for ClientInfo */
+    DERP_CONN_ADMIT,         /* ClientInfo verified; waiting for the admission verdict
+                                (not registered, socket not read) */
     DERP_CONN_ACTIVE,        /* logged in: relaying */
     DERP_CONN_HTTP_DONE,     /* a plain HTTP answer is queued; close once flushed */
     DERP_CONN_CLOSED,        /* closed; freed on the deferred pass */
@@ -81,29 +84,36 @@ struct derp_queue {
 };
 
 struct derp_client_set;
+struct derp_admit_req;
+struct sockaddr_storage;
 
 struct derp_conn {
     struct derp_server *srv; /* borrowed */
     struct dc_io io;         /* fd watch; io.fd is owned */
     SSL *ssl;                /* owned; NULL for plain TCP */
     enum derp_conn_state state;
-    uint8_t ip16[16];           /* peer IP, IPv4 as ::ffff:a.b.c.d */
-    uint16_t port;              /* peer port */
-    uint64_t conn_num;          /* process-wide counter, for logs */
-    uint64_t deadline_ms;       /* handshake deadline (before ACTIVE) */
-    uint64_t stalled_since_ms;  /* output pending without progress since; 0 = none */
-    uint64_t next_keepalive_ms; /* when to send the next KeepAlive */
-    uint8_t key[DERP_KEY_LEN];  /* client's public key (ACTIVE) */
-    char key_short[9];          /* 8-hex key prefix for logs */
-    bool can_mesh;              /* proved the mesh key */
-    bool is_prober;             /* ClientInfo IsProber */
-    bool is_preferred;          /* NotePreferred(1) */
-    bool is_not_ideal;          /* sent an Ideal-Node header */
-    bool is_dup;                /* its key has another connection */
-    bool is_watcher;            /* mesh peer that sent WatchConns */
-    bool is_dirty;              /* on the server's flush list */
-    bool wants_write;           /* EPOLLOUT armed */
-    bool is_fast_start;         /* no 101 was written */
+    uint8_t ip16[16];                 /* peer IP, IPv4 as ::ffff:a.b.c.d */
+    uint16_t port;                    /* peer port */
+    uint64_t conn_num;                /* process-wide counter, for logs */
+    uint64_t deadline_ms;             /* handshake deadline (before ACTIVE) */
+    uint64_t stalled_since_ms;        /* output pending without progress since; 0 = none */
+    uint64_t next_keepalive_ms;       /* when to send the next KeepAlive */
+    uint8_t key[DERP_KEY_LEN];        /* client's public key (ACTIVE) */
+    char key_short[9];                /* 8-hex key prefix for logs */
+    bool can_mesh;                    /* proved the mesh key */
+    bool is_prober;                   /* ClientInfo IsProber */
+    bool is_preferred;                /* NotePreferred(1) */
+    bool is_not_ideal;                /* sent an Ideal-Node header */
+    bool is_dup;                      /* its key has another connection */
+    bool is_watcher;                  /* mesh peer that sent WatchConns */
+    bool is_dirty;                    /* on the server's flush list */
+    bool wants_write;                 /* EPOLLOUT armed */
+    bool is_fast_start;               /* no 101 was written */
+    bool is_ip_counted;               /* counted in the server's per-address table */
+    bool is_throttled;                /* over its byte rate: not read until throttle fires */
+    struct derp_admit_req *admit_req; /* borrowed: the pending admission check (ADMIT) */
+    struct derp_rate rate;            /* receive byte rate (--per-client-rate); unlimited: zero */
+    struct dc_timer throttle;         /* ends a throttle wait */
     /* read side */
     struct derp_pkt *rbuf;           /* owned, from the pool; NULL when empty */
     struct derp_frame_reader reader; /* frame splitting state (skips) */
@@ -147,6 +157,16 @@ struct derp_conn {
     struct derp_conn *dirty_next;  /* flush list */
 };
 
+/* Connections from one source address (--max-connections-per-ip). */
+struct derp_ip_count {
+    uint8_t ip16[16];            /* IPv4 as ::ffff:a.b.c.d */
+    uint32_t n;                  /* open connections from it */
+    struct derp_ip_count *hnext; /* hash chain */
+};
+
+/* Buckets of the per-address table (chains grow past this; the hash is keyed). */
+#define DERP_IP_BUCKETS 1024
+
 /* All connections of one key. */
 struct derp_client_set {
     uint8_t key[DERP_KEY_LEN];
@@ -170,7 +190,6 @@ struct derp_server {
     struct derp_server_config cfg; /* copy; listen_addr not kept */
     struct dc_io listen_io;        /* owns the listening fd */
     uint16_t port;
-    SSL_CTX *ssl_ctx; /* borrowed from cfg.tls */
     struct derp_pool pool;
     struct derp_registry reg;
     struct derp_conn *conns;  /* all connections */
@@ -187,6 +206,11 @@ struct derp_server {
     void *drain_data;
     char pub_hex[DERP_KEY_HEX_LEN + 1];
     struct derp_mesh *mesh; /* owned; NULL without --mesh-with */
+    /* limits (derp_limits.c) */
+    struct derp_rate accept_rate;      /* --accept-connection-limit/-burst */
+    struct derp_ip_count **ip_buckets; /* owned, DERP_IP_BUCKETS; NULL without a per-IP cap */
+    uint8_t ip_hash_key[16];           /* SipHash key: addresses are attacker-chosen */
+    uint64_t client_burst;             /* per-client bucket size after the clamp */
 };
 
 /* Allocates a connection for fd and links it into s (not yet watched). */
@@ -244,6 +268,20 @@ void derp__ws_init(struct derp_conn *c);
 int derp__ws_decode(struct derp_conn *c);
 /* Frames and writes c's pending output; returns 0, -EAGAIN or negative errno. */
 int derp__ws_flush(struct derp_conn *c);
+
+/* Limits (derp_limits.c). */
+/* Sets up the accept bucket and per-address table from s->cfg; logs clamps. */
+int derp__limits_init(struct derp_server *s, char *err) DC_MUST_CHECK;
+void derp__limits_deinit(struct derp_server *s);
+/* Decides on a freshly accepted connection from ip16: NULL to take it, or the
+ * refusal's metrics reason (counted already). Counts it against its address
+ * when taken; the caller then sets is_ip_counted on the connection. */
+const char *derp__limits_accept(struct derp_server *s, const uint8_t ip16[static 16]);
+/* Releases one connection's count for ip16 in the per-address table. */
+void derp__limits_release_ip(struct derp_server *s, const uint8_t ip16[static 16]);
+/* Fills ip16 and port from a peer address (IPv4 as ::ffff:a.b.c.d). */
+void derp__ip16_from_sockaddr(const struct sockaddr_storage *ss, uint8_t ip16[static 16],
+                              uint16_t *port);
 
 /* Registry (derp_registry.c). */
 int derp__registry_init(struct derp_registry *reg) DC_MUST_CHECK;

@@ -1,6 +1,8 @@
 /* derp-relay: flags -> config -> run. No logic beyond wiring. */
 #include "buf.h"
+#include "derp_admit.h"
 #include "derp_client.h"
+#include "derp_filewatch.h"
 #include "derp_key.h"
 #include "derp_server.h"
 #include "log.h"
@@ -12,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <math.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -35,6 +38,14 @@ struct relay_opts {
     bool mesh_insecure;
     unsigned drain_ms;
     unsigned max_conns;
+    unsigned max_conns_per_ip;
+    const char *verify_url;
+    bool verify_fail_open;
+    const char *allowed_keys_file;
+    uint64_t client_rate;
+    uint64_t client_burst;
+    double accept_limit;
+    uint64_t accept_burst;
 };
 
 struct relay {
@@ -43,6 +54,12 @@ struct relay {
     struct stun_server stun;
     bool has_stun;
     struct dc_io sig_io;
+    struct dc_io hup_io; /* SIGHUP: reload certificate and allowed keys */
+    const struct relay_opts *opts;
+    struct dc_tls_server *tls; /* borrowed from run() */
+    struct derp_admit *admit;  /* owned by run() */
+    struct derp_filewatch tls_watch;
+    uint64_t tls_reloads_ok, tls_reloads_failed;
     int exit_code;
 };
 
@@ -62,7 +79,25 @@ static void usage(FILE *f)
            "  --hostname NAME           this relay's public name (skipped in --mesh-with)\n"
            "  --mesh-insecure           do not verify mesh peers' TLS certificates\n"
            "  --drain-ms MS             after SIGTERM, relay on this long (default 2000)\n"
-           "  --max-conns N             refuse connections past N (default unlimited)\n"
+           "  --max-connections N       close new connections at once past N open ones\n"
+           "                            (default unlimited; --max-conns is the same)\n"
+           "  --max-connections-per-ip N  the same per source address (default unlimited)\n"
+           "  --accept-connection-limit R  new connections per second, a token bucket as\n"
+           "                            derper's (default unlimited); over it a connection\n"
+           "                            is closed right after accept\n"
+           "  --accept-connection-burst N  that bucket's size (default unlimited, as derper's:\n"
+           "                            the limit only binds with a burst set)\n"
+           "  --per-client-rate BYTES   bytes per second read from each client (mesh peers\n"
+           "                            exempt), advertised in ServerInfo; reading slows down\n"
+           "                            past it, nothing is dropped (default unlimited)\n"
+           "  --per-client-burst BYTES  that bucket's size; at least one largest frame,\n"
+           "                            65573 (the default)\n"
+           "  --verify-client-url URL   admission controller: POST {\"NodePublic\",\"Source\"},\n"
+           "                            expects {\"Allow\":bool}; answers cached 30 s per key\n"
+           "  --verify-client-url-fail-open[=true|false]  admit clients when that URL is\n"
+           "                            unreachable (default true, as derper)\n"
+           "  --allowed-keys-file PATH  only these keys may log in (nodekey:<hex> per line,\n"
+           "                            # comments); re-read when it changes and on SIGHUP\n"
            "  --verbose                 per-connection debug logs (as LOFT_LOG_DERP=true)\n"
            "  --version, --help\n");
 }
@@ -80,24 +115,116 @@ static int parse_uint(const char *flag, const char *s, unsigned *out)
     return 0;
 }
 
+static int parse_u64(const char *flag, const char *s, uint64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (s[0] == '\0' || *end != '\0' || errno != 0 || s[0] == '-') {
+        fprintf(stderr, "derp-relay: %s: want a number: `%s'\n", flag, s);
+        return -EINVAL;
+    }
+    *out = v;
+    return 0;
+}
+
+/* A positive rate; "inf" (derper's default) means unlimited and gives 0. */
+static int parse_rate(const char *flag, const char *s, double *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (s[0] == '\0' || *end != '\0' || errno != 0 || isnan(v) || v <= 0) {
+        fprintf(stderr, "derp-relay: %s: want a positive number: `%s'\n", flag, s);
+        return -EINVAL;
+    }
+    *out = isinf(v) ? 0 : v;
+    return 0;
+}
+
+static int parse_bool(const char *flag, const char *s, bool *out)
+{
+    if (s == NULL || strcmp(s, "true") == 0 || strcmp(s, "1") == 0) {
+        *out = true;
+    } else if (strcmp(s, "false") == 0 || strcmp(s, "0") == 0) {
+        *out = false;
+    } else {
+        fprintf(stderr, "derp-relay: %s: want true or false: `%s'\n", flag, s);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Flags of the limits (issue 8); returns 0, 2 on a bad value, -1 if not ours. */
+static int parse_limit_flag(int ch, struct relay_opts *o)
+{
+    int rc = 0;
+    switch (ch) {
+    case 'm':
+        rc = parse_uint("--max-connections", optarg, &o->max_conns);
+        break;
+    case 'P':
+        rc = parse_uint("--max-connections-per-ip", optarg, &o->max_conns_per_ip);
+        break;
+    case 'A':
+        rc = parse_rate("--accept-connection-limit", optarg, &o->accept_limit);
+        break;
+    case 'B':
+        rc = parse_u64("--accept-connection-burst", optarg, &o->accept_burst);
+        if (rc == 0 && o->accept_burst == 0) {
+            fprintf(stderr, "derp-relay: --accept-connection-burst: want at least 1\n");
+            rc = -EINVAL;
+        }
+        break;
+    case 'R':
+        rc = parse_u64("--per-client-rate", optarg, &o->client_rate);
+        break;
+    case 'b':
+        rc = parse_u64("--per-client-burst", optarg, &o->client_burst);
+        break;
+    case 'U':
+        o->verify_url = optarg;
+        break;
+    case 'F':
+        rc = parse_bool("--verify-client-url-fail-open", optarg, &o->verify_fail_open);
+        break;
+    case 'a':
+        o->allowed_keys_file = optarg;
+        break;
+    default:
+        return -1;
+    }
+    return rc < 0 ? 2 : 0;
+}
+
 static int parse_flags(int argc, char **argv, struct relay_opts *o)
 {
-    static const struct option longopts[] = {{"listen", required_argument, NULL, 'l'},
-                                             {"tls-cert", required_argument, NULL, 'c'},
-                                             {"tls-key", required_argument, NULL, 'k'},
-                                             {"self-signed", required_argument, NULL, 's'},
-                                             {"stun-listen", required_argument, NULL, 'u'},
-                                             {"key-file", required_argument, NULL, 'K'},
-                                             {"mesh-key-file", required_argument, NULL, 'M'},
-                                             {"mesh-with", required_argument, NULL, 'W'},
-                                             {"drain-ms", required_argument, NULL, 'd'},
-                                             {"hostname", required_argument, NULL, 'H'},
-                                             {"mesh-insecure", no_argument, NULL, 'I'},
-                                             {"max-conns", required_argument, NULL, 'm'},
-                                             {"verbose", no_argument, NULL, 'v'},
-                                             {"version", no_argument, NULL, 'V'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"listen", required_argument, NULL, 'l'},
+        {"tls-cert", required_argument, NULL, 'c'},
+        {"tls-key", required_argument, NULL, 'k'},
+        {"self-signed", required_argument, NULL, 's'},
+        {"stun-listen", required_argument, NULL, 'u'},
+        {"key-file", required_argument, NULL, 'K'},
+        {"mesh-key-file", required_argument, NULL, 'M'},
+        {"mesh-with", required_argument, NULL, 'W'},
+        {"drain-ms", required_argument, NULL, 'd'},
+        {"hostname", required_argument, NULL, 'H'},
+        {"mesh-insecure", no_argument, NULL, 'I'},
+        {"max-conns", required_argument, NULL, 'm'},
+        {"max-connections", required_argument, NULL, 'm'},
+        {"max-connections-per-ip", required_argument, NULL, 'P'},
+        {"accept-connection-limit", required_argument, NULL, 'A'},
+        {"accept-connection-burst", required_argument, NULL, 'B'},
+        {"per-client-rate", required_argument, NULL, 'R'},
+        {"per-client-burst", required_argument, NULL, 'b'},
+        {"verify-client-url", required_argument, NULL, 'U'},
+        {"verify-client-url-fail-open", optional_argument, NULL, 'F'},
+        {"allowed-keys-file", required_argument, NULL, 'a'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
         switch (ch) {
@@ -136,11 +263,6 @@ static int parse_flags(int argc, char **argv, struct relay_opts *o)
                 return 2;
             }
             break;
-        case 'm':
-            if (parse_uint("--max-conns", optarg, &o->max_conns) < 0) {
-                return 2;
-            }
-            break;
         case 'v':
             dc_log_set_debug(true);
             break;
@@ -150,9 +272,17 @@ static int parse_flags(int argc, char **argv, struct relay_opts *o)
         case 'h':
             usage(stdout);
             return 1;
-        default:
+        default: {
+            int rc = parse_limit_flag(ch, o);
+            if (rc >= 0) {
+                if (rc != 0) {
+                    return rc;
+                }
+                break;
+            }
             usage(stderr);
             return 2;
+        }
         }
     }
     if (optind < argc) {
@@ -247,6 +377,15 @@ static struct dc_tls_server *make_tls(const struct relay_opts *o, const struct d
 static void stun_metrics(void *data, struct dc_buf *out)
 {
     const struct relay *r = data;
+    if (r->tls != NULL && r->opts->tls_cert != NULL) {
+        dc_buf_printf(out,
+                      "# HELP derp_tls_reloads_total Certificate reloads (file change, SIGHUP).\n"
+                      "# TYPE derp_tls_reloads_total counter\n"
+                      "derp_tls_reloads_total{result=\"ok\"} %llu\n"
+                      "derp_tls_reloads_total{result=\"error\"} %llu\n",
+                      (unsigned long long)r->tls_reloads_ok,
+                      (unsigned long long)r->tls_reloads_failed);
+    }
     if (!r->has_stun) {
         return;
     }
@@ -256,6 +395,113 @@ static void stun_metrics(void *data, struct dc_buf *out)
                   "# HELP derp_stun_ignored_total UDP datagrams that were not binding requests.\n"
                   "# TYPE derp_stun_ignored_total counter\nderp_stun_ignored_total %llu\n",
                   (unsigned long long)r->stun.requests, (unsigned long long)r->stun.ignored);
+}
+
+/* Re-reads --tls-cert/--tls-key into the live server context; a bad pair is
+ * logged and the old one kept. */
+static void tls_reload(struct relay *r, const char *why)
+{
+    char err[DC_ERR_LEN], before[DC_TLS_PIN_LEN], after[DC_TLS_PIN_LEN];
+    if (r->tls == NULL || r->opts->tls_cert == NULL) {
+        return;
+    }
+    dc_tls_server_pin(r->tls, before);
+    if (dc_tls_server_reload_files(r->tls, r->opts->tls_cert, r->opts->tls_key, err) < 0) {
+        r->tls_reloads_failed++;
+        dc_log(DC_LOG_WARN, "derp", "TLS reload (%s) failed, keeping the old certificate: %s", why,
+               err);
+        return;
+    }
+    r->tls_reloads_ok++;
+    dc_tls_server_pin(r->tls, after);
+    bool changed = strcmp(before, after) != 0;
+    dc_log(changed ? DC_LOG_INFO : DC_LOG_DEBUG, "derp", "TLS certificate %s reloaded (%s): %s%s",
+           r->opts->tls_cert, why, after, changed ? "" : " (unchanged)");
+}
+
+static void tls_files_changed(void *data)
+{
+    tls_reload(data, "files changed");
+}
+
+static void hup_cb(struct dc_loop *loop, struct dc_io *io, uint32_t events)
+{
+    (void)loop;
+    (void)events;
+    struct relay *r = io->data;
+    struct signalfd_siginfo si;
+    while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        dc_log(DC_LOG_INFO, "derp", "got SIGHUP: reloading certificate and allowed keys");
+        tls_reload(r, "SIGHUP");
+        if (r->admit != NULL) {
+            derp_admit_reload(r->admit);
+        }
+    }
+}
+
+/* SIGHUP through its own signalfd (common/sig handles the terminating ones). */
+static int hup_start(struct relay *r)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) {
+        return -errno;
+    }
+    int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd < 0) {
+        return -errno;
+    }
+    r->hup_io = (struct dc_io){.fd = fd, .cb = hup_cb, .data = r};
+    int rc = dc_io_start(r->loop, &r->hup_io, DC_IO_READ);
+    if (rc < 0) {
+        close(fd);
+        r->hup_io.fd = -1;
+    }
+    return rc;
+}
+
+/* Admission, limits and reloads (issue 8): fills cfg from the flags. */
+static int setup_limits(struct relay *r, const struct relay_opts *o, struct derp_server_config *cfg)
+{
+    char err[DC_ERR_LEN];
+    cfg->max_conns = o->max_conns;
+    cfg->max_conns_per_ip = o->max_conns_per_ip;
+    cfg->accept_rate_per_sec = o->accept_limit;
+    cfg->accept_burst = o->accept_burst;
+    cfg->client_rate_bytes_per_sec = o->client_rate;
+    cfg->client_burst_bytes = o->client_burst;
+    if (o->accept_limit > 0 && o->accept_burst == 0) {
+        dc_log(DC_LOG_WARN, "derp",
+               "--accept-connection-limit without --accept-connection-burst "
+               "does not bind (the bucket is unlimited, as in derper)");
+    }
+    if (o->verify_url != NULL || o->allowed_keys_file != NULL) {
+        struct derp_admit_config ac = {.allowed_keys_file = o->allowed_keys_file,
+                                       .verify_url = o->verify_url,
+                                       .verify_fail_open = o->verify_fail_open};
+        if (derp_admit_new(r->loop, &ac, &r->admit, err) < 0) {
+            dc_log(DC_LOG_ERROR, "derp", "%s", err);
+            return -1;
+        }
+        cfg->admit = r->admit;
+        if (o->verify_url != NULL) {
+            dc_log(DC_LOG_INFO, "derp", "admission controller %s (fail-%s)", o->verify_url,
+                   o->verify_fail_open ? "open" : "closed");
+        }
+    }
+    if (o->tls_cert != NULL) {
+        const char *paths[2] = {o->tls_cert, o->tls_key};
+        if (derp_filewatch_start(&r->tls_watch, r->loop, paths, 2, tls_files_changed, r, err) < 0) {
+            dc_log(DC_LOG_ERROR, "derp", "tls: %s", err);
+            return -1;
+        }
+    }
+    if (hup_start(r) < 0) {
+        dc_log(DC_LOG_ERROR, "derp", "cannot watch SIGHUP");
+        return -1;
+    }
+    return 0;
 }
 
 static void drain_done(struct dc_loop *loop, void *data)
@@ -292,9 +538,8 @@ static void signal_cb(struct dc_loop *loop, struct dc_io *io, uint32_t events)
 
 static int run(const struct relay_opts *o)
 {
-    struct relay r = {.exit_code = 1};
-    struct derp_server_config cfg = {
-        .listen_addr = o->listen, .drain_ms = o->drain_ms, .max_conns = o->max_conns};
+    struct relay r = {.exit_code = 1, .opts = o, .hup_io = {.fd = -1}};
+    struct derp_server_config cfg = {.listen_addr = o->listen, .drain_ms = o->drain_ms};
     struct dc_tls_server *tls = NULL;
     char err[DC_ERR_LEN];
     r.loop = dc_loop_new();
@@ -322,6 +567,10 @@ static int run(const struct relay_opts *o)
             goto out;
         }
         cfg.tls = tls;
+        r.tls = tls;
+    }
+    if (setup_limits(&r, o, &cfg) < 0) {
+        goto out;
     }
     if (strcmp(o->stun_listen, "off") != 0) {
         if (stun_server_start(&r.stun, r.loop, o->stun_listen, err) < 0) {
@@ -349,6 +598,12 @@ static int run(const struct relay_opts *o)
     r.exit_code = 0;
 out:
     derp_server_free(r.server);
+    derp_filewatch_stop(&r.tls_watch);
+    if (r.hup_io.is_active) {
+        dc_io_stop(r.loop, &r.hup_io);
+        close(r.hup_io.fd);
+    }
+    derp_admit_free(r.admit);
     if (r.has_stun) {
         stun_server_stop(&r.stun);
     }
@@ -365,7 +620,7 @@ out:
 
 int main(int argc, char **argv)
 {
-    struct relay_opts o = {.listen = ":3340", .stun_listen = ":3478"};
+    struct relay_opts o = {.listen = ":3340", .stun_listen = ":3478", .verify_fail_open = true};
     dc_log_init();
     int rc = parse_flags(argc, argv, &o);
     if (rc != 0) {
