@@ -6,6 +6,9 @@
 #include "log.h"
 #include "map_server.h"
 #include "region_ids.h"
+#include "relay_probes.h"
+
+#include <jansson.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -44,6 +47,9 @@ struct controller {
     controller_cluster_cb on_cluster;
     controller_ids_cb on_ids;
     void *arg;
+    controller_targets_cb on_targets;
+    void *targets_arg;
+    json_t *pins;               /* Cluster name -> "sha256-raw:<hex>" of its insecure relay */
     struct cluster_note *notes; /* owned, from the previous snapshot */
     size_t nnotes;
 };
@@ -69,6 +75,11 @@ int controller_new(const struct controller_opts *opts, struct controller **out, 
     ctl->on_cluster = opts->on_cluster;
     ctl->on_ids = opts->on_ids;
     ctl->arg = opts->arg;
+    ctl->pins = json_object();
+    if (ctl->pins == NULL) {
+        free(ctl);
+        return dc_err_set(err, -ENOMEM, "out of memory");
+    }
     if (opts->state_dir != NULL) {
         ctl->state_dir = strdup(opts->state_dir);
         rc = ctl->state_dir == NULL ? -ENOMEM : region_ids_load(&ctl->ids, ctl->state_dir, why);
@@ -101,6 +112,7 @@ void controller_free(struct controller *ctl)
     dc_buf_deinit(&ctl->json);
     notes_free(ctl->notes, ctl->nnotes);
     free(ctl->state_dir);
+    json_decref(ctl->pins);
     free(ctl);
 }
 
@@ -167,6 +179,11 @@ static enum cluster_state cluster_region(struct controller *ctl, const struct cl
         .derp_port = ep->port,
         .stun_port = -1, /* behind an Ingress: no UDP */
         .insecure_for_tests = insecure};
+    const char *pin = insecure ? json_string_value(json_object_get(ctl->pins, c->name)) : NULL;
+    if (pin != NULL) { /* the relay's own certificate, pinned: verification stays on */
+        r->cert_name = pin;
+        r->insecure_for_tests = false;
+    }
     return CLUSTER_VALID;
 }
 
@@ -251,7 +268,9 @@ void controller_apply(struct controller *ctl, const struct cluster_input *cluste
     struct annot_endpoint *eps = calloc(n + 1, sizeof(*eps));
     struct cluster_note *notes = calloc(n + 1, sizeof(*notes));
     const struct cluster_input **sorted = calloc(n + 1, sizeof(*sorted));
-    if (regions == NULL || eps == NULL || notes == NULL || sorted == NULL) {
+    struct relay_target *targets = calloc(n + 1, sizeof(*targets));
+    size_t nt = 0;
+    if (regions == NULL || eps == NULL || notes == NULL || sorted == NULL || targets == NULL) {
         dc_log(DC_LOG_ERROR, "derp-map", "out of memory: keeping the last map");
         goto out;
     }
@@ -289,6 +308,18 @@ void controller_apply(struct controller *ctl, const struct cluster_input *cluste
         notes[nnotes].desc = ok ? strdup(desc) : NULL;
         notes[nnotes].uid = c->uid != NULL ? strdup(c->uid) : NULL;
         nnotes++;
+        if (ok) {
+            const struct derpmap_region *r = &regions[nr];
+            targets[nt++] =
+                (struct relay_target){.name = c->name,
+                                      .uid = c->uid,
+                                      .region_id = r->id,
+                                      .host = r->host,
+                                      .is_ipv4 = r->is_ipv4,
+                                      .is_ipv6 = r->is_ipv6,
+                                      .port = r->derp_port,
+                                      .is_insecure = r->insecure_for_tests || r->cert_name != NULL};
+        }
         nr += ok ? 1 : 0;
         invalid += st == CLUSTER_INVALID;
         pending += st == CLUSTER_PENDING;
@@ -314,13 +345,32 @@ void controller_apply(struct controller *ctl, const struct cluster_input *cluste
     ctl->invalid = invalid;
     ctl->pending = pending;
     publish(ctl, regions, nr);
+    if (ctl->on_targets != NULL) {
+        ctl->on_targets(ctl->targets_arg, targets, nt);
+    }
 out:
+    free(targets);
     free(sorted);
     free(regions);
     free(eps);
     if (notes != NULL) {
         notes_free(notes, 0);
     }
+}
+
+void controller_set_targets_cb(struct controller *ctl, controller_targets_cb cb, void *arg)
+{
+    ctl->on_targets = cb;
+    ctl->targets_arg = arg;
+}
+
+int controller_set_pin(struct controller *ctl, const char *name, const char *pin)
+{
+    const char *old = json_string_value(json_object_get(ctl->pins, name));
+    if (old != NULL && strcmp(old, pin) == 0) {
+        return 0;
+    }
+    return json_object_set_new(ctl->pins, name, json_string(pin)) == 0 ? 1 : -ENOMEM;
 }
 
 void controller_set_leader(struct controller *ctl, bool is_leader)

@@ -37,7 +37,10 @@ struct cluster_input {
 };
 
 struct region_ids;
+struct relay_target;
 
+/* After each snapshot: the relays of the valid cluster regions (for probes). */
+typedef void (*controller_targets_cb)(void *arg, const struct relay_target *t, size_t n);
 /* A Cluster's annotations became invalid (error set, a new or changed
  * problem) or valid again after being invalid (error NULL). */
 typedef void (*controller_cluster_cb)(void *arg, const char *name, const char *uid,
@@ -66,6 +69,13 @@ void controller_free(struct controller *ctl);
 /* Replaces the set of Clusters with clusters[0..n) and republishes the map
  * when it changed. */
 void controller_apply(struct controller *ctl, const struct cluster_input *clusters, size_t n);
+/* Sets the callback that receives the relays after each snapshot. */
+void controller_set_targets_cb(struct controller *ctl, controller_targets_cb cb, void *arg);
+/* Records the certificate pin ("sha256-raw:<hex>") a Cluster's insecure
+ * relay presents: its region then carries CertName instead of
+ * InsecureForTests. Returns 1 when that changed the pin (the caller applies
+ * the Clusters again), 0 when not, -ENOMEM. */
+int controller_set_pin(struct controller *ctl, const char *name, const char *pin) DC_MUST_CHECK;
 /* Kubernetes mode: whether this replica holds the Lease (may hand out IDs). */
 void controller_set_leader(struct controller *ctl, bool is_leader);
 /* Kubernetes mode: the ConfigMap's table changed; merges it (its entries

@@ -4,6 +4,7 @@
 #include "log.h"
 #include "loop.h"
 #include "map_server.h"
+#include "relay_probes.h"
 #include "sig.h"
 #include "source_dir.h"
 #include "supervisor.h"
@@ -31,6 +32,10 @@ struct ctl_opts {
     const char *mesh_service;
     const char *mesh_port_name;
     const char *mesh_peers_file;
+    uint32_t probe_interval_ms; /* 0: probes off */
+    uint32_t probe_timeout_ms;
+    bool probe_plain_http;
+    bool no_cert_pins;
     const char *listen;
     const char *central_endpoint;
     const char *state_dir;
@@ -43,7 +48,9 @@ struct ctl_opts {
 struct ctl_main {
     struct controller *ctl;
     struct supervisor *sv;
-    struct kube_mode *km; /* Kubernetes mode, or NULL */
+    struct kube_mode *km;    /* Kubernetes mode, or NULL */
+    struct source_dir *sd;   /* directory mode, or NULL */
+    struct relay_probes *rp; /* or NULL with --probe-interval 0 */
     bool is_stopping;
 };
 
@@ -62,6 +69,12 @@ static void usage(FILE *f)
             "                              identity: $POD_NAME, else the host name\n"
             "  --region-ids-configmap NAME ConfigMap holding region IDs (default\n"
             "                              derp-controller-region-ids)\n"
+            "  --mesh-service NAME         mesh the relay with the other replicas behind Service\n"
+            "                              NAME, found from its EndpointSlices (needs --relay,\n"
+            "                              --mesh-key-file and --mesh-peers-file)\n"
+            "  --mesh-port-name NAME       the EndpointSlice port of the relay (default derp)\n"
+            "  --mesh-peers-file PATH      file of peer URLs kept up to date for the relay\n"
+            "                              (passed to derp-relay, which follows it)\n"
             "  --listen ADDR:PORT          serve /derpmap, /healthz, /readyz, /metrics (default "
             ":8080)\n"
             "  --central-endpoint HOST[:PORT]  the central relay: region 900 (required)\n"
@@ -72,6 +85,14 @@ static void usage(FILE *f)
             "                              --key-file, --tls-cert, ...), as does all after `--';\n"
             "                              --relay-listen ADDR:PORT is the relay's --listen\n"
             "  --relay-bin PATH            the derp-relay to run (default: next to this program)\n"
+            "  --probe-interval DURATION   probe every Cluster's relay with a real packet this\n"
+            "                              often (default 30s; 0 turns probes off); results in\n"
+            "                              /metrics, logs and Events\n"
+            "  --probe-timeout DURATION    limit of one probe (default 5s)\n"
+            "  --probe-plain-http          probe relays over http:// instead of https://\n"
+            "  --no-cert-pins              keep InsecureForTests for insecure endpoints instead\n"
+            "                              of publishing the certificate pin the relay presents\n"
+            "                              (CertName sha256-raw:..., trust on first use)\n"
             "  --verbose                   debug logs (as LOFT_LOG_DERP=true)\n"
             "  --version, --help\n");
 }
@@ -89,6 +110,10 @@ static const struct {
                  {"--mesh-service", true},
                  {"--mesh-port-name", true},
                  {"--mesh-peers-file", true},
+                 {"--probe-interval", true},
+                 {"--probe-timeout", true},
+                 {"--probe-plain-http", false},
+                 {"--no-cert-pins", false},
                  {"--listen", true},
                  {"--central-endpoint", true},
                  {"--state-dir", true},
@@ -150,6 +175,34 @@ static int split_relay_flags(int *argc, char **argv, char **relay, int *nrelay)
     return 0;
 }
 
+/* "30", "30s", "500ms", "2m" -> milliseconds (at most a day). */
+static int parse_duration_ms(const char *s, uint32_t *out)
+{
+    uint64_t v = 0;
+    size_t i = 0;
+    for (; s[i] >= '0' && s[i] <= '9' && i < 9; i++) {
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    const char *unit = s + i;
+    if (i == 0) {
+        return -1;
+    }
+    if (strcmp(unit, "ms") == 0) {
+        /* as is */
+    } else if (unit[0] == '\0' || strcmp(unit, "s") == 0) {
+        v *= 1000;
+    } else if (strcmp(unit, "m") == 0) {
+        v *= 60000;
+    } else {
+        return -1;
+    }
+    if (v > 86400000u) {
+        return -1;
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
 static int parse_flags(int argc, char **argv, struct ctl_opts *o)
 {
     char **relay = calloc((size_t)argc + 2, sizeof(char *));
@@ -166,6 +219,13 @@ static int parse_flags(int argc, char **argv, struct ctl_opts *o)
                                              {"namespace", required_argument, NULL, 'n'},
                                              {"lease-name", required_argument, NULL, 'L'},
                                              {"region-ids-configmap", required_argument, NULL, 'M'},
+                                             {"mesh-service", required_argument, NULL, 'S'},
+                                             {"mesh-port-name", required_argument, NULL, 'P'},
+                                             {"mesh-peers-file", required_argument, NULL, 'F'},
+                                             {"probe-interval", required_argument, NULL, 'I'},
+                                             {"probe-timeout", required_argument, NULL, 'T'},
+                                             {"probe-plain-http", no_argument, NULL, 'H'},
+                                             {"no-cert-pins", no_argument, NULL, 'N'},
                                              {"listen", required_argument, NULL, 'l'},
                                              {"central-endpoint", required_argument, NULL, 'c'},
                                              {"state-dir", required_argument, NULL, 's'},
@@ -204,6 +264,22 @@ static int parse_flags(int argc, char **argv, struct ctl_opts *o)
             break;
         case 'F':
             o->mesh_peers_file = optarg;
+            break;
+        case 'I':
+        case 'T':
+            if (parse_duration_ms(optarg,
+                                  ch == 'I' ? &o->probe_interval_ms : &o->probe_timeout_ms) < 0) {
+                fprintf(stderr,
+                        "derp-controller: --probe-%s: bad duration `%s' (e.g. 30s, 500ms)\n",
+                        ch == 'I' ? "interval" : "timeout", optarg);
+                return 2;
+            }
+            break;
+        case 'H':
+            o->probe_plain_http = true;
+            break;
+        case 'N':
+            o->no_cert_pins = true;
             break;
         case 'l':
             o->listen = optarg;
@@ -251,6 +327,55 @@ static void on_clusters(void *arg, const struct cluster_input *clusters, size_t 
     controller_apply(arg, clusters, n);
 }
 
+static void on_targets(void *arg, const struct relay_target *t, size_t n)
+{
+    struct ctl_main *m = arg;
+    if (m->rp != NULL) {
+        relay_probes_set_targets(m->rp, t, n);
+    }
+}
+
+static void on_probe_state(void *arg, const char *name, const char *uid, bool up, const char *why)
+{
+    struct ctl_main *m = arg;
+    if (m->km != NULL) {
+        kube_mode_relay_event(m->km, name, uid, up, why);
+    }
+}
+
+static void on_pin(void *arg, const char *name, const char *pin)
+{
+    struct ctl_main *m = arg;
+    int rc = controller_set_pin(m->ctl, name, pin);
+    if (rc > 0 && m->km != NULL) {
+        kube_mode_resync(m->km);
+    } else if (rc > 0 && m->sd != NULL) {
+        source_dir_rescan(m->sd);
+    }
+}
+
+static int start_probes(struct dc_loop *loop, const struct ctl_opts *o, struct ctl_main *m)
+{
+    if (o->probe_interval_ms == 0) {
+        return 0;
+    }
+    char err[DC_ERR_LEN];
+    struct relay_probes_opts po = {.loop = loop,
+                                   .interval_ms = o->probe_interval_ms,
+                                   .timeout_ms = o->probe_timeout_ms,
+                                   .is_plain_http = o->probe_plain_http,
+                                   .is_pinning = !o->no_cert_pins,
+                                   .on_state = on_probe_state,
+                                   .on_pin = on_pin,
+                                   .arg = m};
+    if (relay_probes_new(&po, &m->rp, err) < 0) {
+        dc_log(DC_LOG_ERROR, "derp", "relay probes: %s", err);
+        return -1;
+    }
+    controller_set_targets_cb(m->ctl, on_targets, m);
+    return 0;
+}
+
 static void stop_loop(struct dc_loop *loop, void *data)
 {
     (void)data;
@@ -294,6 +419,9 @@ static void all_metrics(void *data, struct dc_buf *out)
     controller_metrics(m->ctl, out);
     if (m->km != NULL) {
         kube_mode_metrics(m->km, out);
+    }
+    if (m->rp != NULL) {
+        relay_probes_metrics(m->rp, out);
     }
     if (m->sv != NULL) {
         supervisor_metrics(m->sv, out);
@@ -406,7 +534,7 @@ static int run(const struct ctl_opts *o)
         goto out;
     }
     if (o->clusters_dir == NULL) {
-        if (start_kube(loop, o, ms, &m) < 0) {
+        if (start_kube(loop, o, ms, &m) < 0 || start_probes(loop, o, &m) < 0) {
             goto out;
         }
     } else {
@@ -417,10 +545,14 @@ static int run(const struct ctl_opts *o)
             goto out;
         }
         m.ctl = ctl;
+        if (start_probes(loop, o, &m) < 0) {
+            goto out;
+        }
         if (source_dir_start(loop, o->clusters_dir, on_clusters, ctl, &sd, err) < 0) {
             dc_log(DC_LOG_ERROR, "derp", "%s", err);
             goto out;
         }
+        m.sd = sd;
     }
     map_server_set_metrics(ms, all_metrics, &m);
     dc_log(DC_LOG_INFO, "derp",
@@ -439,6 +571,7 @@ out:
         }
     }
     supervisor_free(m.sv);
+    relay_probes_free(m.rp); /* before the controller whose targets it probes */
     kube_mode_free(m.km);
     source_dir_free(sd);
     map_server_free(ms);
@@ -453,10 +586,13 @@ out:
 
 int main(int argc, char **argv)
 {
-    struct ctl_opts o = {.listen = ":8080"};
+    struct ctl_opts o = {.listen = ":8080",
+                         .probe_interval_ms = RELAY_PROBES_DEFAULT_INTERVAL_MS,
+                         .probe_timeout_ms = RELAY_PROBES_DEFAULT_TIMEOUT_MS};
     dc_log_init();
     int rc = parse_flags(argc, argv, &o);
     if (rc != 0) {
+        free(o.relay_args);
         return rc == 1 ? 0 : rc;
     }
     if (sodium_init() < 0) {

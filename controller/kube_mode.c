@@ -21,8 +21,10 @@
 #include <unistd.h>
 
 /* Event reasons on a Cluster (see docs/REFERENCE.md). */
-#define REASON_INVALID "InvalidDERPEndpoint"
-#define REASON_VALID   "DERPEndpointValid"
+#define REASON_INVALID    "InvalidDERPEndpoint"
+#define REASON_VALID      "DERPEndpointValid"
+#define REASON_RELAY_DOWN "DERPRelayUnreachable"
+#define REASON_RELAY_UP   "DERPRelayHealthy"
 /* The component Events name as their reporter. */
 #define COMPONENT "derp-controller"
 
@@ -245,9 +247,10 @@ static int start_cm_watch(struct kube_mode *km, char *err)
 
 /* --- Events --- */
 
-static void on_cluster(void *arg, const char *name, const char *uid, const char *error)
+/* Records an Event on Cluster name, when this replica leads. */
+static void cluster_event(struct kube_mode *km, const char *name, const char *uid, bool warning,
+                          const char *reason, const char *action, const char *note)
 {
-    struct kube_mode *km = arg;
     if (km->recorder == NULL || km->lease == NULL || !k8s_lease_is_leader(km->lease)) {
         return;
     }
@@ -256,6 +259,33 @@ static void on_cluster(void *arg, const char *name, const char *uid, const char 
                                  .namespace_ = NULL,
                                  .name = name,
                                  .uid = uid};
+    if (k8s_event_emit(km->recorder, &ref, warning ? K8S_EVENT_WARNING : K8S_EVENT_NORMAL, reason,
+                       action, note) < 0) {
+        dc_log(DC_LOG_WARN, "derp-k8s", "cannot record an Event for cluster %s", name);
+    }
+}
+
+void kube_mode_relay_event(struct kube_mode *km, const char *name, const char *uid, bool up,
+                           const char *why)
+{
+    char note[DC_ERR_LEN + 128];
+    if (up) {
+        snprintf(note, sizeof(note), "the cluster's DERP relay passes packets again");
+    } else {
+        snprintf(note, sizeof(note), "the cluster's DERP relay failed a probe: %s", why);
+    }
+    cluster_event(km, name, uid, !up, up ? REASON_RELAY_UP : REASON_RELAY_DOWN, "ProbeDERPRelay",
+                  note);
+}
+
+void kube_mode_resync(struct kube_mode *km)
+{
+    source_k8s_resync(km->clusters);
+}
+
+static void on_cluster(void *arg, const char *name, const char *uid, const char *error)
+{
+    struct kube_mode *km = arg;
     char note[DC_ERR_LEN + 128];
     if (error != NULL) {
         snprintf(note, sizeof(note), "left out of the DERP map: %s", error);
@@ -264,10 +294,8 @@ static void on_cluster(void *arg, const char *name, const char *uid, const char 
                  "loft.sh/derp-endpoint is valid: the cluster is back in "
                  "the DERP map");
     }
-    if (k8s_event_emit(km->recorder, &ref, error != NULL ? K8S_EVENT_WARNING : K8S_EVENT_NORMAL,
-                       error != NULL ? REASON_INVALID : REASON_VALID, "UpdateDERPMap", note) < 0) {
-        dc_log(DC_LOG_WARN, "derp-k8s", "cannot record an Event for cluster %s", name);
-    }
+    cluster_event(km, name, uid, error != NULL, error != NULL ? REASON_INVALID : REASON_VALID,
+                  "UpdateDERPMap", note);
 }
 
 /* --- the Lease --- */

@@ -69,6 +69,12 @@ void kube_mode_free(struct kube_mode *km);
 struct controller *kube_mode_controller(const struct kube_mode *km);
 /* One line for the start-up log: "namespace N as IDENTITY via SERVER". */
 const char *kube_mode_describe(const struct kube_mode *km);
+/* Applies the Clusters again on the next loop pass (pins changed). */
+void kube_mode_resync(struct kube_mode *km);
+/* Records the relay probe's verdict on a Cluster as an Event (Lease holder
+ * only): Warning DERPRelayUnreachable with why, or Normal DERPRelayHealthy. */
+void kube_mode_relay_event(struct kube_mode *km, const char *name, const char *uid, bool up,
+                           const char *why);
 /* Appends leader, watch and Event metrics to out (as map_server_metrics_cb). */
 void kube_mode_metrics(void *km, struct dc_buf *out);
 

@@ -347,3 +347,10 @@ void source_dir_free(struct source_dir *sd)
     free(sd->dir);
     free(sd);
 }
+
+void source_dir_rescan(struct source_dir *sd)
+{
+    if (!sd->debounce.is_active) {
+        dc_timer_start(sd->loop, &sd->debounce, 0);
+    }
+}

@@ -29,6 +29,8 @@ typedef void (*source_dir_cb)(void *arg, const struct cluster_input *clusters, s
  * negative errno with err (missing directory, inotify failure). */
 int source_dir_start(struct dc_loop *loop, const char *dir, source_dir_cb cb, void *arg,
                      struct source_dir **out, char *err) DC_MUST_CHECK;
+/* Rescans on the next loop pass (something else the map depends on changed). */
+void source_dir_rescan(struct source_dir *sd);
 /* Stops watching and frees; accepts NULL. */
 void source_dir_free(struct source_dir *sd);
 

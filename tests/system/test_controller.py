@@ -2,6 +2,8 @@
 
 import gzip
 import http.client
+import re
+import socket
 import json
 import os
 import subprocess
@@ -191,11 +193,14 @@ def test_bad_input_never_breaks_the_map():
         assert "broken.yaml" in logs and "bad.yaml" in logs
         warn = [ln for ln in logs.splitlines() if " warn " in ln]
         assert all("derp" in ln for ln in warn)
-        count = len(warn)
+        # (relay probes of these made-up hosts warn too, on their own schedule)
+        map_warns = lambda: [ln for ln in c.logs().splitlines()  # noqa: E731
+                             if " warn " in ln and "derp-probe" not in ln]
+        count = len(map_warns())
         c.write("good.yaml", cluster_yaml("good", "good2.example.com"))  # a rescan
         c.wait_map(lambda m: any(r["Nodes"][0]["HostName"] == "good2.example.com"
                                  for r in m["Regions"].values()))
-        assert len([ln for ln in c.logs().splitlines() if " warn " in ln]) == count  # no flood
+        assert len(map_warns()) == count  # no flood
         c.write("bad.yaml", cluster_yaml("spaces", "fixed.example.com"))
         c.wait_map(lambda m: len(m["Regions"]) == 3)
         assert "cluster spaces is valid again" in c.logs()
@@ -303,6 +308,125 @@ def test_gzip_for_clients_that_ask():
         assert b"moved.example.com" in gzip.decompress(body)
     finally:
         c.stop()
+
+
+def metrics_of(c):
+    out = {}
+    for line in c.get("/metrics")[2].decode().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def region_up(c, name, rid):
+    return metrics_of(c).get('derp_region_up{region="%s",region_id="%d"}' % (name, rid))
+
+
+class SilentServer:
+    """Accepts TCP connections and never answers: a hung relay."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                self.conns.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    def close(self):
+        self.sock.close()
+        for x in self.conns:
+            x.close()
+
+
+def wait_until(cond, what, c, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError("never %s:\n%s" % (what, c.logs()[-3000:]))
+
+
+def test_relays_probed_end_to_end_up_down_and_healthy_again():
+    relay = d.Relay()
+    silent = SilentServer()
+    closed_port = d.free_port()
+    c = Controller(extra=["--probe-interval", "300ms", "--probe-timeout", "1s",
+                          "--probe-plain-http"])
+    later = None
+    try:
+        c.write("a.yaml", cluster_yaml("alive", "127.0.0.1:%d" % relay.port) + "---\n" +
+                cluster_yaml("hung", "127.0.0.1:%d" % silent.port) + "---\n" +
+                cluster_yaml("gone", "127.0.0.1:%d" % closed_port))
+        regs = {r["RegionCode"]: r["RegionID"] for r in
+                c.wait_map(lambda m: len(m["Regions"]) == 4)["Regions"].values()}
+        wait_until(lambda: region_up(c, "alive", regs["alive"]) == 1, "alive up", c)
+        wait_until(lambda: region_up(c, "hung", regs["hung"]) == 0, "hung down", c)
+        wait_until(lambda: region_up(c, "gone", regs["gone"]) == 0, "gone down", c)
+        m = metrics_of(c)
+        assert m['derp_probe_failures_total{stage="timeout"}'] >= 1, m
+        assert m['derp_probe_failures_total{stage="tcp"}'] >= 1, m
+        assert m["derp_probe_rtt_seconds_count"] >= 1 and m["derp_probes_total"] >= 3
+        assert m['derp_region_probe_rtt_seconds{region="alive",region_id="%d"}' % regs["alive"]] > 0
+        logs = c.logs()
+        assert "relay of cluster hung" in logs and "is unreachable: timeout" in logs, logs[-2000:]
+        assert "relay of cluster gone" in logs and "unreachable: tcp" in logs, logs[-2000:]
+        # The map does not depend on probes: a down relay stays in it.
+        assert len(c.derpmap()[0]["Regions"]) == 4
+        later = d.Relay(port=closed_port)
+        wait_until(lambda: region_up(c, "gone", regs["gone"]) == 1, "gone healthy again", c)
+        assert "relay of cluster gone" in c.logs() and "healthy again" in c.logs()
+    finally:
+        c.stop()
+        relay.stop()
+        silent.close()
+        if later is not None:
+            later.stop()
+
+
+PIN_RE = re.compile(r"sha256-raw:[0-9a-f]{64}")
+
+
+def test_insecure_endpoint_published_with_the_relays_pin():
+    relay = d.Relay("--self-signed", "localhost")
+    port = relay.port
+    c = Controller(extra=["--probe-interval", "300ms", "--probe-timeout", "2s"])
+    c2 = Controller(extra=["--probe-interval", "300ms", "--probe-timeout", "2s",
+                           "--no-cert-pins"], clusters_dir=c.dir)
+    try:
+        pin = PIN_RE.search(relay.logs()).group(0)
+        c.write("s.yaml", cluster_yaml("selfsigned", "127.0.0.1:%d" % port, insecure="true"))
+        m = c.wait_map(lambda m: any(n.get("CertName") for r in m["Regions"].values()
+                                     for n in r["Nodes"]))
+        node = [r for r in m["Regions"].values() if r["RegionCode"] == "selfsigned"][0]["Nodes"][0]
+        assert node["CertName"] == pin and "InsecureForTests" not in node, node
+        assert "publishing it as CertName" in c.logs()
+        # --no-cert-pins keeps InsecureForTests.
+        m2 = c2.wait_map(lambda m: len(m["Regions"]) == 2)
+        time.sleep(1)
+        node2 = c2.derpmap()[0]["Regions"][str(node["RegionID"])]["Nodes"][0]
+        assert node2.get("InsecureForTests") is True and "CertName" not in node2, node2
+        # The relay comes back with another certificate: the map follows.
+        relay.stop()
+        relay = d.Relay("--self-signed", "localhost", port=port)
+        pin2 = PIN_RE.search(relay.logs()).group(0)
+        assert pin2 != pin
+        c.wait_map(lambda m: m["Regions"][str(node["RegionID"])]["Nodes"][0].get("CertName") == pin2,
+                   timeout=15)
+        assert "changed its certificate" in c.logs()
+    finally:
+        c.stop()
+        c2.stop()
+        relay.stop()
 
 
 def test_health_ready_metrics_and_http_errors():

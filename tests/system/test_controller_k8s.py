@@ -275,6 +275,76 @@ def test_two_replicas_one_leader_same_map_clean_handover():
                 x.stop()
 
 
+def endpointslice(name, addresses, port=3340, ready=None):
+    eps = []
+    for a in addresses:
+        e = {"addresses": [a]}
+        if ready is not None:
+            e["conditions"] = {"ready": ready.get(a, True)}
+        eps.append(e)
+    return json.dumps({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                       "metadata": {"name": name, "namespace": NS,
+                                    "labels": {"kubernetes.io/service-name": "derp"}},
+                       "addressType": "IPv4", "endpoints": eps,
+                       "ports": [{"name": "http", "port": 8080, "protocol": "TCP"},
+                                 {"name": "derp", "port": port, "protocol": "TCP"}]})
+
+
+def test_mesh_peers_follow_the_services_endpointslices():
+    fresh_api()
+    peers = os.path.join(tempfile.mkdtemp(), "mesh-peers")
+    API.kubectl("apply", "-f", "-", stdin=endpointslice("derp-a", ["10.0.0.5", "10.0.0.6"]))
+    other = json.loads(endpointslice("other-a", ["10.9.9.9"]))
+    other["metadata"]["labels"]["kubernetes.io/service-name"] = "not-derp"
+    API.kubectl("apply", "-f", "-", stdin=json.dumps(other))
+    c = KubeController(extra=["--mesh-service", "derp", "--mesh-peers-file", peers])
+
+    def content():
+        try:
+            with open(peers) as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+    try:
+        c.wait(lambda: content() == "http://10.0.0.5:3340/derp\nhttp://10.0.0.6:3340/derp\n",
+               "the first peers")
+        # Scale up (a second slice), mark one not ready, then scale down.
+        API.kubectl("apply", "-f", "-", stdin=endpointslice("derp-b", ["10.0.0.7"]))
+        c.wait(lambda: "10.0.0.7" in (content() or ""), "scale up")
+        API.kubectl("apply", "-f", "-", stdin=endpointslice("derp-a", ["10.0.0.5", "10.0.0.6"],
+                                                            ready={"10.0.0.6": False}))
+        c.wait(lambda: content() == "http://10.0.0.5:3340/derp\nhttp://10.0.0.7:3340/derp\n",
+               "not ready left out")
+        API.kubectl("delete", "endpointslice", "-n", NS, "derp-b")
+        c.wait(lambda: content() == "http://10.0.0.5:3340/derp\n", "scale down")
+        assert c.metrics()["derp_mesh_peers"] == 1
+        assert "mesh peers from EndpointSlices" in c.logs()
+    finally:
+        c.stop()
+
+
+def test_relay_probe_events_on_the_cluster():
+    fresh_api()
+    port = d.free_port()
+    apply_cluster("flaky", "127.0.0.1:%d" % port)
+    c = KubeController(extra=["--probe-interval", "300ms", "--probe-timeout", "1s",
+                              "--probe-plain-http"])
+    relay = None
+    try:
+        c.wait(lambda: any(e["reason"] == "DERPRelayUnreachable" and e["type"] == "Warning"
+                           for e in events_for("flaky")), "a DERPRelayUnreachable Event")
+        relay = d.Relay(port=port)
+        c.wait(lambda: any(e["reason"] == "DERPRelayHealthy" and e["type"] == "Normal"
+                           for e in events_for("flaky")), "a DERPRelayHealthy Event")
+        assert c.metrics()['derp_region_up{region="flaky",region_id="901"}'] == 1
+        down = [e for e in events_for("flaky") if e["reason"] == "DERPRelayUnreachable"]
+        assert len(down) == 1, down  # one Event, counted, not one per probe
+    finally:
+        c.stop()
+        if relay is not None:
+            relay.stop()
+
+
 if __name__ == "__main__":
     try:
         d.Suite().run(sys.modules[__name__])
