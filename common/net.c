@@ -99,7 +99,7 @@ void dc_net_format_addr(const struct sockaddr_storage *ss, char *out, size_t out
 static int listen_common(const char *text, int type, int backlog, char *err)
 {
     struct sockaddr_storage ss;
-    socklen_t len;
+    socklen_t len = 0;
     int rc = dc_net_parse_addr(text, &ss, &len, err);
     if (rc < 0) {
         return rc;

@@ -25,6 +25,8 @@
 #define REASON_LEN      160
 #define PROTO_VER_MAX   255 /* parseMetaCert accepts serials of at most 8 bits */
 #define HOST_IP_BUF_LEN 16  /* in6_addr */
+/* "`server_name' (verifying `verify_name')" in handshake errors; longer is cut. */
+#define NAME_LABEL_LEN (2 * DC_TLS_HOSTNAME_MAX + 32)
 
 struct dc_tls_server {
     SSL_CTX *ctx;                          /* owned */
@@ -584,37 +586,64 @@ static int client_ctx_new(const struct dc_tls_client_opts *o, struct pin_check *
     return 0;
 }
 
-/* SNI for DNS names (RFC 6066 forbids IP literals there) and the name or
- * address the certificate must carry. */
+static bool is_ip_literal(const char *name)
+{
+    uint8_t buf[HOST_IP_BUF_LEN];
+    return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
+}
+
+/* The name the certificate must match: verify_name, else server_name; ""
+ * when there is neither. */
+static const char *client_verify_name(const struct dc_tls_client_opts *o)
+{
+    if (o->verify_name != NULL && o->verify_name[0] != '\0') {
+        return o->verify_name;
+    }
+    return o->server_name != NULL ? o->server_name : "";
+}
+
+/* SNI from server_name (DNS names only: RFC 6066 forbids IP literals there)
+ * and the name or address the certificate must carry (client_verify_name). */
 static int client_ssl_setup(SSL *ssl, const struct dc_tls_client_opts *o, char *err)
 {
-    const char *name = o->server_name;
-    uint8_t buf[HOST_IP_BUF_LEN];
-    if (name == NULL || name[0] == '\0') {
-        return 0;
-    }
-    bool is_ip = inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
-    if (!is_ip && SSL_set_tlsext_host_name(ssl, name) != 1) {
+    const char *sni = o->server_name;
+    if (sni != NULL && sni[0] != '\0' && !is_ip_literal(sni) &&
+        SSL_set_tlsext_host_name(ssl, sni) != 1) {
         ERR_clear_error();
-        return dc_err_set(err, -EINVAL, "tls: bad server name: `%s'", name);
+        return dc_err_set(err, -EINVAL, "tls: bad server name: `%s'", sni);
     }
-    if (o->pin != NULL || o->insecure_skip_verify) {
+    const char *name = client_verify_name(o);
+    if (o->pin != NULL || o->insecure_skip_verify || name[0] == '\0') {
         return 0;
     }
     X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
     X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, name)
-                   : X509_VERIFY_PARAM_set1_host(param, name, 0);
+    int ok = is_ip_literal(name) ? X509_VERIFY_PARAM_set1_ip_asc(param, name)
+                                 : X509_VERIFY_PARAM_set1_host(param, name, 0);
     if (ok != 1) {
         ERR_clear_error();
-        return dc_err_set(err, -EINVAL, "tls: bad server name: `%s'", name);
+        return dc_err_set(err, -EINVAL, "tls: bad name to verify: `%s'", name);
     }
     return 0;
 }
 
-/* Turns a failed SSL_connect into an errno and a sentence. sys_errno is
- * errno as it was right after the call. */
-static int handshake_error(SSL *ssl, int ssl_err, int sys_errno, const char *name,
+/* Writes what handshake errors call the server into label: "`server_name'",
+ * plus " (verifying `verify_name')" when another name is checked. */
+static void client_name_label(const struct dc_tls_client_opts *o, char *label, size_t len)
+{
+    const char *sni = o->server_name != NULL ? o->server_name : "";
+    const char *name = client_verify_name(o);
+    bool is_checked = o->pin == NULL && !o->insecure_skip_verify;
+    if (sni[0] != '\0' && is_checked && strcmp(sni, name) != 0) {
+        snprintf(label, len, "`%s' (verifying `%s')", sni, name);
+    } else {
+        snprintf(label, len, "`%s'", sni[0] != '\0' ? sni : name);
+    }
+}
+
+/* Turns a failed SSL_connect into an errno and a sentence naming label
+ * (client_name_label). sys_errno is errno as it was right after the call. */
+static int handshake_error(SSL *ssl, int ssl_err, int sys_errno, const char *label,
                            const struct pin_check *pc, bool is_pinned, char *err)
 {
     char reason[REASON_LEN];
@@ -627,32 +656,32 @@ static int handshake_error(SSL *ssl, int ssl_err, int sys_errno, const char *nam
         pin_format(pc->want, want);
         ERR_clear_error();
         return dc_err_set(err, -EKEYREJECTED,
-                          "tls: handshake with `%s': certificate pin mismatch: got %s, want %s",
-                          name, got, want);
+                          "tls: handshake with %s: certificate pin mismatch: got %s, want %s",
+                          label, got, want);
     }
     if (ssl_err == SSL_ERROR_SSL && vr != X509_V_OK &&
         SSL_get_verify_mode(ssl) != SSL_VERIFY_NONE) {
         ossl_reason(reason, sizeof(reason));
-        return dc_err_set(err, -EKEYREJECTED, "tls: handshake with `%s': %s: %s", name, reason,
+        return dc_err_set(err, -EKEYREJECTED, "tls: handshake with %s: %s: %s", label, reason,
                           X509_verify_cert_error_string(vr));
     }
     if (ssl_err == SSL_ERROR_SYSCALL && e == 0) {
         int rc = sys_errno != 0 ? -sys_errno : -ECONNRESET;
-        return dc_err_set(err, rc, "tls: handshake with `%s': %s", name,
+        return dc_err_set(err, rc, "tls: handshake with %s: %s", label,
                           sys_errno != 0 ? dc_strerror(rc) : "connection closed by peer");
     }
     if (ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
         ERR_clear_error();
-        return dc_err_set(err, -ECONNRESET, "tls: handshake with `%s': connection closed by peer",
-                          name);
+        return dc_err_set(err, -ECONNRESET, "tls: handshake with %s: connection closed by peer",
+                          label);
     }
-    return dc_err_set(err, -EPROTO, "tls: handshake with `%s': %s", name,
+    return dc_err_set(err, -EPROTO, "tls: handshake with %s: %s", label,
                       ossl_reason(reason, sizeof(reason)));
 }
 
 /* Drives SSL_connect on the non-blocking fd until done or deadline. */
-static int handshake(SSL *ssl, int fd, int timeout_ms, const char *name, const struct pin_check *pc,
-                     bool is_pinned, char *err)
+static int handshake(SSL *ssl, int fd, int timeout_ms, const char *label,
+                     const struct pin_check *pc, bool is_pinned, char *err)
 {
     uint64_t deadline = dc_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
@@ -670,21 +699,20 @@ static int handshake(SSL *ssl, int fd, int timeout_ms, const char *name, const s
         } else if (e == SSL_ERROR_WANT_WRITE) {
             pfd.events = POLLOUT;
         } else {
-            return handshake_error(ssl, e, sys_errno, name, pc, is_pinned, err);
+            return handshake_error(ssl, e, sys_errno, label, pc, is_pinned, err);
         }
         int wait_ms = -1;
         if (timeout_ms > 0) {
             uint64_t now = dc_now_ms();
             if (now >= deadline) {
-                return dc_err_set(err, -ETIMEDOUT,
-                                  "tls: handshake with `%s': timed out after %d ms", name,
-                                  timeout_ms);
+                return dc_err_set(err, -ETIMEDOUT, "tls: handshake with %s: timed out after %d ms",
+                                  label, timeout_ms);
             }
             wait_ms = (int)(deadline - now);
         }
         if (poll(&pfd, 1, wait_ms) < 0 && errno != EINTR) {
             int rc = -errno;
-            return dc_err_set(err, rc, "tls: handshake with `%s': poll: %s", name, dc_strerror(rc));
+            return dc_err_set(err, rc, "tls: handshake with %s: poll: %s", label, dc_strerror(rc));
         }
     }
 }
@@ -692,7 +720,8 @@ static int handshake(SSL *ssl, int fd, int timeout_ms, const char *name, const s
 int dc_tls_client_connect(int fd, const struct dc_tls_client_opts *o, int timeout_ms, SSL **out,
                           char *err)
 {
-    const char *name = (o->server_name != NULL) ? o->server_name : "";
+    char label[NAME_LABEL_LEN];
+    client_name_label(o, label, sizeof(label));
     bool is_pinned = o->pin != NULL;
     struct pin_check pc = {0};
     SSL_CTX *ctx = NULL;
@@ -705,7 +734,7 @@ int dc_tls_client_connect(int fd, const struct dc_tls_client_opts *o, int timeou
     }
     if (is_pinned) {
         rc = pin_parse(o->pin, pc.want, err);
-    } else if (!o->insecure_skip_verify && name[0] == '\0') {
+    } else if (!o->insecure_skip_verify && client_verify_name(o)[0] == '\0') {
         rc = dc_err_set(err, -EINVAL, "tls: a server name is needed to verify the server");
     }
     if (rc < 0) {
@@ -717,7 +746,7 @@ int dc_tls_client_connect(int fd, const struct dc_tls_client_opts *o, int timeou
     }
     ssl = SSL_new(ctx);
     if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
-        rc = dc_err_set(err, -ENOMEM, "tls: cannot create a connection for `%s'", name);
+        rc = dc_err_set(err, -ENOMEM, "tls: cannot create a connection for %s", label);
         goto out;
     }
     rc = client_ssl_setup(ssl, o, err);
@@ -728,14 +757,14 @@ int dc_tls_client_connect(int fd, const struct dc_tls_client_opts *o, int timeou
     if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
         rc = -errno;
         flags = -1;
-        dc_err_set(err, rc, "tls: handshake with `%s': fcntl: %s", name, dc_strerror(rc));
+        dc_err_set(err, rc, "tls: handshake with %s: fcntl: %s", label, dc_strerror(rc));
         goto out;
     }
-    rc = handshake(ssl, fd, timeout_ms, name, &pc, is_pinned, err);
+    rc = handshake(ssl, fd, timeout_ms, label, &pc, is_pinned, err);
 out:
     if (flags >= 0 && fcntl(fd, F_SETFL, flags) < 0 && rc == 0) {
         rc = -errno;
-        dc_err_set(err, rc, "tls: handshake with `%s': fcntl: %s", name, dc_strerror(rc));
+        dc_err_set(err, rc, "tls: handshake with %s: fcntl: %s", label, dc_strerror(rc));
     }
     if (ctx != NULL) {
         SSL_CTX_set_cert_verify_callback(ctx, reject_verify_cb, NULL);

@@ -58,10 +58,17 @@
 struct dc_tls_server;
 
 /* How dc_tls_client_connect() checks the server. All-zero = verify against
- * the system CAs, no SNI, and fail (a name is needed to check the host). */
+ * the system CAs, no SNI, and fail (a name is needed to check the host).
+ * SNI and the name verified are the same unless verify_name says otherwise,
+ * as Tailscale's derphttp client sends HostName as SNI but verifies a
+ * DERPNode.CertName (tlsdial SetConfigExpectedCert). */
 struct dc_tls_client_opts {
-    const char *server_name;   /* borrowed; SNI (DNS names only) and the name the certificate
+    const char *server_name;   /* borrowed; sent as SNI (DNS names only: an IP literal sends
+                                  none) and, without verify_name, the name the certificate
                                   must match; an IPv4/IPv6 literal is matched as an IP SAN */
+    const char *verify_name;   /* borrowed; the name (or IP literal, matched as an IP SAN) the
+                                  certificate must match instead of server_name; not sent.
+                                  NULL or "" = server_name */
     bool insecure_skip_verify; /* accept any certificate; the caller logs this at warn */
     const char *pin;           /* borrowed; "sha256-raw:<64 hex>" or NULL. When set, the leaf
                                   must hash to it and nothing else is checked (no CA, no name);
@@ -135,9 +142,10 @@ int dc_tls_pin_from_x509(X509 *cert, char out[static DC_TLS_PIN_LEN]) DC_MUST_CH
  * within timeout_ms (<= 0: no limit). On success returns 0 and *out, a
  * blocking-style SSL bound to fd that holds the only reference to its own
  * SSL_CTX; the caller frees it with dc_tls_close() and still owns (closes)
- * fd. Errors, each with a "tls: ..." sentence in err naming server_name,
- * OpenSSL's reason and the verify result:
- *   -EINVAL       bad opts (malformed pin, verification without server_name)
+ * fd. Errors, each with a "tls: ..." sentence in err naming server_name
+ * (and verify_name when it differs), OpenSSL's reason and the verify result:
+ *   -EINVAL       bad opts (malformed pin, verification with neither server_name
+ *                 nor verify_name)
  *   -EKEYREJECTED certificate not accepted (untrusted, wrong name, pin mismatch)
  *   -ETIMEDOUT    no handshake within timeout_ms
  *   -ECONNRESET   peer closed the connection; another errno for socket errors

@@ -655,7 +655,8 @@ static void client_record_pin(const struct derp_client *c, char *out)
 static int client_tls(struct derp_client *c, const char *host, const struct derp_client_opts *o,
                       char *err)
 {
-    struct dc_tls_client_opts to = {.server_name = o->tls_name != NULL ? o->tls_name : host,
+    struct dc_tls_client_opts to = {.server_name = host,
+                                    .verify_name = o->cert_name,
                                     .insecure_skip_verify = o->insecure_skip_verify,
                                     .pin = o->pin,
                                     .ca_file = o->ca_file};

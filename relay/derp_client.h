@@ -53,8 +53,9 @@ struct derp_client_opts {
     int total_timeout_ms;  /* the whole connect (TCP, TLS, HTTP, login); 0 = no overall limit */
     const char *dial_host; /* borrowed; host name or IP literal to connect to instead of the
                               URL's host, which still goes in Host (and SNI); NULL = URL's */
-    const char *tls_name;  /* borrowed; TLS: the name sent as SNI and verified instead of the
-                              URL's host (DERPNode.CertName that is not a pin); NULL = URL's */
+    const char *cert_name; /* borrowed; TLS: the name the certificate is verified against
+                              instead of the URL's host, which stays the SNI (DERPNode.CertName
+                              that is not a pin); NULL = URL's host */
     char *peer_pin;        /* NULL, or DC_TLS_PIN_LEN bytes that receive the leaf certificate's
                               "sha256-raw:<hex>" as soon as TLS is up, even if a later stage
                               fails; "" when there was no TLS session */

@@ -188,7 +188,7 @@ static void client_opts(const struct derp_map_node *n, const struct derp_probe_o
     if (strncmp(n->cert_name, DC_TLS_PIN_PREFIX, DC_TLS_PIN_PREFIX_LEN) == 0) {
         co->pin = n->cert_name;
     } else if (n->cert_name[0] != '\0') {
-        co->tls_name = n->cert_name;
+        co->cert_name = n->cert_name; /* SNI stays HostName, as derphttp's tlsClient */
     }
 }
 

@@ -7,7 +7,7 @@
  * TLS follows Tailscale's client (derphttp_client.go tlsClient, tlsdial):
  *   CertName "sha256-raw:<hex>": the leaf's DER must hash to hex, nothing
  *     else is checked (it wins over InsecureForTests);
- *   another CertName: verified (and sent as SNI) instead of HostName;
+ *   another CertName: the name verified instead of HostName (HostName stays the SNI);
  *   InsecureForTests: no verification at all;
  *   else CA verification against HostName.
  * The TCP dial goes to IPv4 when it is an IPv4 literal, else IPv6 when it is

@@ -132,8 +132,9 @@ static int check_header(const uint8_t *buf, size_t len, uint16_t want_type, bool
 static int check_attrs(const uint8_t *buf, size_t end, char *err)
 {
     struct attr_iter it = {.buf = buf, .off = STUN_HEADER_LEN, .end = end};
-    uint16_t type;
-    size_t voff, vlen;
+    uint16_t type = 0;
+    size_t voff = 0;
+    size_t vlen = 0;
     for (;;) {
         int rc = attr_next(&it, &type, &voff, &vlen, err);
         if (rc <= 0) {
@@ -159,7 +160,7 @@ static int check_attrs(const uint8_t *buf, size_t end, char *err)
 int stun_parse_binding_request(const uint8_t *buf, size_t len, uint8_t txid[static STUN_TXID_LEN],
                                char *err)
 {
-    size_t end;
+    size_t end = 0;
     int rc = check_header(buf, len, STUN_BINDING_REQUEST, true, &end, err);
     if (rc < 0) {
         return rc;
@@ -328,8 +329,9 @@ static int find_address(const uint8_t *buf, size_t end, struct sockaddr_storage 
     struct sockaddr_storage xor_addr, plain_addr;
     bool has_xor = false, has_plain = false;
     struct attr_iter it = {.buf = buf, .off = STUN_HEADER_LEN, .end = end};
-    uint16_t type;
-    size_t voff, vlen;
+    uint16_t type = 0;
+    size_t voff = 0;
+    size_t vlen = 0;
     for (;;) {
         int rc = attr_next(&it, &type, &voff, &vlen, err);
         if (rc < 0) {
@@ -359,7 +361,7 @@ static int find_address(const uint8_t *buf, size_t end, struct sockaddr_storage 
 int stun_parse_binding_response(const uint8_t *buf, size_t len, uint8_t txid[static STUN_TXID_LEN],
                                 struct sockaddr_storage *addr, char *err)
 {
-    size_t end;
+    size_t end = 0;
     int rc = check_header(buf, len, STUN_BINDING_RESPONSE, false, &end, err);
     if (rc < 0) {
         return rc;

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -93,6 +94,40 @@ class SilentServer:
             c.close()
 
 
+class SniServer:
+    """A TLS server that records the SNI of each client and closes."""
+
+    def __init__(self, chain, key):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(chain, key)
+        self.names = []
+        self.ctx.sni_callback = lambda _sock, name, _ctx: self.names.append(name)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                with self.ctx.wrap_socket(c, server_side=True) as t:
+                    t.settimeout(5)
+                    t.recv(1)
+            except (OSError, ssl.SSLError):
+                pass
+            finally:
+                c.close()
+
+    def close(self):
+        self.sock.close()
+
+
 def test_map_with_plain_and_pinned_relays_passes():
     plain = d.Relay(stun=True)
     secure = tls_relay()
@@ -173,6 +208,69 @@ def test_insecure_for_tests_and_verification():
         assert only.returncode == 1 and "901a" not in only.stdout, only.stdout
     finally:
         r.stop()
+
+
+def make_ca_and_leaf(directory, host):
+    """A CA and a leaf for host (DNS SAN only) signed by it, with the openssl
+    CLI; returns (chain, key, ca) paths."""
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, cwd=directory)
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=probe test CA")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=" + host)
+    with open(os.path.join(directory, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\n" % host)
+    run("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "leaf.pem", "-days", "2", "-extfile", "ext.cnf")
+    with open(os.path.join(directory, "chain.pem"), "w") as f:
+        f.write(open(os.path.join(directory, "leaf.pem")).read())
+        f.write(open(os.path.join(directory, "ca.pem")).read())
+    return [os.path.join(directory, n) for n in ("chain.pem", "leaf.key", "ca.pem")]
+
+
+def test_cert_name_is_verified_while_host_name_is_dialled():
+    # The relay's certificate names neither 127.0.0.1 nor localhost: only CertName.
+    chain, key, ca = make_ca_and_leaf(d.tempfile.mkdtemp(), "derp-a.probe.test")
+    r = d.Relay("--tls-cert", chain, "--tls-key", key)
+    try:
+        path = write_map([
+            node(901, "901a", "127.0.0.1", DERPPort=r.port, STUNPort=-1,
+                 CertName="derp-a.probe.test"),
+            tls_node(902, r, CertName="derp-a.probe.test"),
+            tls_node(903, r, CertName="derp-b.probe.test"),
+            tls_node(904, r),
+        ])
+        p, out = probe_json("--map", path, "--ca-file", ca)
+        assert p.returncode == 1, (p.stdout, p.stderr)
+        by_ip, by_name, wrong, none = out["nodes"]
+        for n in (by_ip, by_name):
+            assert n["ok"] and n["tls"] == "ca" and n["derp"] == "ok", n
+        assert by_ip["url"] == "https://127.0.0.1:%d/derp" % r.port, by_ip
+        assert by_name["url"] == "https://localhost:%d/derp" % r.port, by_name
+        assert wrong["stage"] == "tls" and wrong["derp"] == "failed", wrong
+        assert "derp-b.probe.test" in wrong["error"], wrong
+        assert "hostname mismatch" in wrong["error"], wrong
+        # Without CertName, HostName is what must match, and it does not.
+        assert none["stage"] == "tls" and "hostname mismatch" in none["error"], none
+        assert out["passed"] == 2 and out["failed"] == 2, out
+        # Not trusting the CA fails even the right name.
+        p, out = probe_json("--map", path, "--region", "901")
+        assert p.returncode == 1 and out["nodes"][0]["stage"] == "tls", out
+    finally:
+        r.stop()
+    # SNI is HostName, not CertName (derphttp's tlsClient): a TLS server that
+    # records it, then hangs up, so the probe gets past TLS and fails later.
+    sni = SniServer(chain, key)
+    try:
+        path = write_map([node(901, "901a", "localhost", IPv4="127.0.0.1", DERPPort=sni.port,
+                               STUNPort=-1, CertName="derp-a.probe.test")])
+        p, out = probe_json("--map", path, "--ca-file", ca, "--timeout", "2s")
+        n = out["nodes"][0]
+        assert p.returncode == 1 and n["stage"] not in ("tls", "tcp"), n
+        assert sni.names == ["localhost"], sni.names
+    finally:
+        sni.close()
 
 
 class _MapHandler(http.server.BaseHTTPRequestHandler):

@@ -39,6 +39,7 @@
 #define CHILD_OK            0
 #define CHILD_ACCEPT_FAILED 2
 #define CHILD_TLS_FAILED    3
+#define CHILD_SNI_MISMATCH  4
 
 #define DAY_S (24L * 60 * 60)
 
@@ -108,8 +109,10 @@ static int listen_loopback(uint16_t *port)
 }
 
 /* Child side: one TLS connection; greet, then read until the client leaves.
- * Never returns; _exit skips the parent's atexit handlers (cmocka, LSan). */
-static void child_serve(int lfd, SSL_CTX *ctx)
+ * With want_sni, the SNI the client sent ("" = none) must equal it, or the
+ * exit code says so. Never returns; _exit skips the parent's atexit
+ * handlers (cmocka, LSan). */
+static void child_serve(int lfd, SSL_CTX *ctx, const char *want_sni)
 {
     alarm(CHILD_ALARM_S);
     int fd = accept(lfd, NULL, NULL);
@@ -127,6 +130,10 @@ static void child_serve(int lfd, SSL_CTX *ctx)
     while (SSL_read(ssl, buf, sizeof(buf)) > 0) {
     }
     (void)SSL_shutdown(ssl);
+    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (want_sni != NULL && strcmp(sni != NULL ? sni : "", want_sni) != 0) {
+        _exit(CHILD_SNI_MISMATCH);
+    }
     _exit(CHILD_OK);
 }
 
@@ -136,14 +143,15 @@ struct served {
     int fd;    /* client's connected socket */
 };
 
-static struct served serve_one(struct dc_tls_server *s)
+/* Like serve_one, and the child checks the SNI (child_serve). */
+static struct served serve_one_sni(struct dc_tls_server *s, const char *want_sni)
 {
     uint16_t port = 0;
     int lfd = listen_loopback(&port);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        child_serve(lfd, dc_tls_server_ctx(s));
+        child_serve(lfd, dc_tls_server_ctx(s), want_sni);
     }
     close(lfd);
     char err[DC_ERR_LEN] = "";
@@ -153,6 +161,11 @@ static struct served serve_one(struct dc_tls_server *s)
     }
     struct served sv = {.pid = pid, .fd = fd};
     return sv;
+}
+
+static struct served serve_one(struct dc_tls_server *s)
+{
+    return serve_one_sni(s, NULL);
 }
 
 /* Closes the client side and returns the child's exit code. */
@@ -584,6 +597,92 @@ static void test_tls_handshake_ca_file(void **state)
     tmp_done(&t);
 }
 
+/* verify_name: the certificate is checked against it while server_name is
+ * still what goes out as SNI (none for an IP literal), as Tailscale's client
+ * sends HostName and verifies CertName. */
+static void test_tls_handshake_verify_name(void **state)
+{
+    (void)state;
+    struct tmp t;
+    tmp_init(&t);
+    struct dc_tls_server *s = self_signed("relay.example.com");
+    const char *ca =
+        write_certs(&t, "ca.pem", SSL_CTX_get0_certificate(dc_tls_server_ctx(s)), NULL);
+    struct dc_tls_server *ip = self_signed("127.0.0.1");
+    const char *ip_ca =
+        write_certs(&t, "ip.pem", SSL_CTX_get0_certificate(dc_tls_server_ctx(ip)), NULL);
+    char err[DC_ERR_LEN] = "";
+    int rc = 0;
+    static const struct {
+        const char *server_name; /* SNI expected at the server: this one, "" for an IP */
+        const char *want_sni;
+    } ok[] = {
+        {"node.example.net", "node.example.net"},
+        {"127.0.0.1", ""},
+        {"::1", ""},
+        {NULL, ""},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        struct served sv = serve_one_sni(s, ok[i].want_sni);
+        struct dc_tls_client_opts o = {
+            .server_name = ok[i].server_name, .verify_name = "relay.example.com", .ca_file = ca};
+        SSL *ssl = connect_to(&sv, &o, &rc, err);
+        if (ssl == NULL) {
+            fail_msg("verify_name handshake, SNI %s: %s", ok[i].want_sni, err);
+        }
+        dc_tls_close(ssl);
+        assert_int_equal(served_finish(&sv), CHILD_OK);
+    }
+
+    /* An IP literal to verify is matched as an IP SAN; SNI still a name. */
+    struct served sv = serve_one_sni(ip, "localhost");
+    struct dc_tls_client_opts o = {
+        .server_name = "localhost", .verify_name = "127.0.0.1", .ca_file = ip_ca};
+    SSL *ssl = connect_to(&sv, &o, &rc, err);
+    if (ssl == NULL) {
+        fail_msg("verify_name IP handshake: %s", err);
+    }
+    dc_tls_close(ssl);
+    assert_int_equal(served_finish(&sv), CHILD_OK);
+
+    /* The certificate must carry verify_name, even when it carries server_name. */
+    sv = serve_one(s);
+    o = (struct dc_tls_client_opts){
+        .server_name = "relay.example.com", .verify_name = "other.example.com", .ca_file = ca};
+    assert_null(connect_to(&sv, &o, &rc, err));
+    assert_int_equal(rc, -EKEYREJECTED);
+    assert_non_null(
+        strstr(err, "tls: handshake with `relay.example.com' (verifying `other.example.com')"));
+    assert_non_null(strstr(err, "hostname mismatch"));
+    assert_int_equal(served_finish(&sv), CHILD_TLS_FAILED);
+
+    /* "" means server_name, which then must match. */
+    sv = serve_one(s);
+    o = (struct dc_tls_client_opts){
+        .server_name = "other.example.com", .verify_name = "", .ca_file = ca};
+    assert_null(connect_to(&sv, &o, &rc, err));
+    assert_int_equal(rc, -EKEYREJECTED);
+    assert_non_null(strstr(err, "tls: handshake with `other.example.com':"));
+    assert_int_equal(served_finish(&sv), CHILD_TLS_FAILED);
+
+    /* A pin wins over verify_name, as over everything else. */
+    char pin[DC_TLS_PIN_LEN];
+    dc_tls_server_pin(s, pin);
+    sv = serve_one_sni(s, "node.example.net");
+    o = (struct dc_tls_client_opts){
+        .server_name = "node.example.net", .verify_name = "other.example.com", .pin = pin};
+    ssl = connect_to(&sv, &o, &rc, err);
+    if (ssl == NULL) {
+        fail_msg("pinned handshake with verify_name: %s", err);
+    }
+    dc_tls_close(ssl);
+    assert_int_equal(served_finish(&sv), CHILD_OK);
+
+    dc_tls_server_free(ip);
+    dc_tls_server_free(s);
+    tmp_done(&t);
+}
+
 static void test_tls_handshake_timeout(void **state)
 {
     (void)state;
@@ -875,6 +974,7 @@ int main(void)
         cmocka_unit_test(test_tls_handshake_insecure),
         cmocka_unit_test(test_tls_handshake_default_verify_fails),
         cmocka_unit_test(test_tls_handshake_ca_file),
+        cmocka_unit_test(test_tls_handshake_verify_name),
         cmocka_unit_test(test_tls_handshake_timeout),
         cmocka_unit_test(test_tls_handshake_peer_closes),
         cmocka_unit_test(test_tls_meta_cert),
