@@ -40,31 +40,32 @@ def cluster_yaml(name, endpoint=None, insecure=None, display=None):
     return "\n".join(lines) + "\n"
 
 
-class Controller:
-    def __init__(self, clusters_dir=None, state_dir=None, central="platform.example.com",
-                 env=None, extra=()):
-        self.dir = clusters_dir or tempfile.mkdtemp(prefix="clusters-")
-        self.state = state_dir or tempfile.mkdtemp(prefix="state-")
+class ControllerProcess:
+    """A derp-controller on 127.0.0.1 with its stderr in a file; args after --listen."""
+
+    def __init__(self, args, env=None, ready_timeout=10):
         self.port = d.free_port()
         self.log_path = os.path.join(tempfile.mkdtemp(), "controller.log")
         self.log = open(self.log_path, "wb")
         e = dict(os.environ)
         e.update(env or {})
         self.proc = subprocess.Popen(
-            [os.path.join(d.BIN, "derp-controller"), "--clusters-dir", self.dir,
-             "--central-endpoint", central, "--listen", "127.0.0.1:%d" % self.port,
-             "--state-dir", self.state] + list(extra), stdout=self.log, stderr=self.log, env=e)
-        deadline = time.time() + 10
+            [os.path.join(d.BIN, "derp-controller"), "--listen", "127.0.0.1:%d" % self.port] +
+            list(args), stdout=self.log, stderr=self.log, env=e)
+        self.wait(lambda: self.get("/readyz")[0] == 200, "ready", ready_timeout)
+
+    def wait(self, cond, what, timeout=10):
+        deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("derp-controller exited: " + self.logs())
+                raise RuntimeError("derp-controller exited: " + self.logs()[-3000:])
             try:
-                if self.get("/readyz")[0] == 200:
+                if cond():
                     return
-            except OSError:
+            except (OSError, http.client.HTTPException):
                 pass
             time.sleep(0.05)
-        raise RuntimeError("derp-controller not ready: " + self.logs())
+        raise AssertionError("never %s:\n%s" % (what, self.logs()[-3000:]))
 
     def logs(self):
         if not self.log.closed:
@@ -87,30 +88,49 @@ class Controller:
         check_types(m)
         return m, headers["ETag"], body
 
-    def write(self, name, text):
-        tmp = os.path.join(self.dir, "." + name + ".tmp")
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.rename(tmp, os.path.join(self.dir, name))  # an editor's atomic save
-
     def wait_map(self, cond, timeout=5):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            m = self.derpmap()[0]
-            if cond(m):
-                return m
-            time.sleep(0.05)
-        raise AssertionError("map never matched: %s\n%s" % (json.dumps(m), self.logs()))
+        box = {}
 
-    def stop(self):
+        def matches():
+            box["m"] = self.derpmap()[0]
+            return cond(box["m"])
+        self.wait(matches, "a map that matches", timeout)
+        return box["m"]
+
+    def metrics(self):
+        out = {}
+        for line in self.get("/metrics")[2].decode().splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
+    def stop(self, sig=15):
         if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+            self.proc.send_signal(sig)
+            self.proc.wait(20)
         self.log.close()
         text = self.logs()
         if "AddressSanitizer" in text or "runtime error:" in text or "LeakSanitizer" in text:
             raise AssertionError("sanitizer report:\n" + text[-4000:])
         assert self.proc.returncode == 0, (self.proc.returncode, text[-2000:])
+
+
+class Controller(ControllerProcess):
+    """Directory mode: --clusters-dir DIR --state-dir DIR."""
+
+    def __init__(self, clusters_dir=None, state_dir=None, central="platform.example.com",
+                 env=None, extra=()):
+        self.dir = clusters_dir or tempfile.mkdtemp(prefix="clusters-")
+        self.state = state_dir or tempfile.mkdtemp(prefix="state-")
+        super().__init__(["--clusters-dir", self.dir, "--central-endpoint", central,
+                          "--state-dir", self.state] + list(extra), env=env)
+
+    def write(self, name, text):
+        tmp = os.path.join(self.dir, "." + name + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.rename(tmp, os.path.join(self.dir, name))  # an editor's atomic save
 
 
 def check_types(m):
@@ -310,17 +330,8 @@ def test_gzip_for_clients_that_ask():
         c.stop()
 
 
-def metrics_of(c):
-    out = {}
-    for line in c.get("/metrics")[2].decode().splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
-
-
 def region_up(c, name, rid):
-    return metrics_of(c).get('derp_region_up{region="%s",region_id="%d"}' % (name, rid))
+    return c.metrics().get('derp_region_up{region="%s",region_id="%d"}' % (name, rid))
 
 
 class SilentServer:
@@ -372,7 +383,7 @@ def test_relays_probed_end_to_end_up_down_and_healthy_again():
         wait_until(lambda: region_up(c, "alive", regs["alive"]) == 1, "alive up", c)
         wait_until(lambda: region_up(c, "hung", regs["hung"]) == 0, "hung down", c)
         wait_until(lambda: region_up(c, "gone", regs["gone"]) == 0, "gone down", c)
-        m = metrics_of(c)
+        m = c.metrics()
         assert m['derp_probe_failures_total{stage="timeout"}'] >= 1, m
         assert m['derp_probe_failures_total{stage="tcp"}'] >= 1, m
         assert m["derp_probe_rtt_seconds_count"] >= 1 and m["derp_probes_total"] >= 3

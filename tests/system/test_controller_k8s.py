@@ -12,59 +12,20 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 import derptest as d  # noqa: E402
 import k8stest as k  # noqa: E402
-from test_controller import check_types  # noqa: E402
+from test_controller import ControllerProcess  # noqa: E402
 
 NS = "vcluster-platform"
 API = None
 
 
-class KubeController:
+class KubeController(ControllerProcess):
     """derp-controller --kubeconfig against the test API server."""
 
     def __init__(self, name="replica-a", central="platform.example.com", extra=()):
-        self.port = d.free_port()
-        self.log_path = os.path.join(tempfile.mkdtemp(), "controller.log")
-        self.log = open(self.log_path, "wb")
-        env = dict(os.environ, POD_NAME=name, POD_NAMESPACE=NS, LOFT_LOG_DERP="true")
-        self.proc = subprocess.Popen(
-            [os.path.join(d.BIN, "derp-controller"), "--kubeconfig", API.kubeconfig,
-             "--central-endpoint", central, "--listen", "127.0.0.1:%d" % self.port] + list(extra),
-            stdout=self.log, stderr=self.log, env=env)
-        self.wait(lambda: self.get("/readyz")[0] == 200, "ready", 20)
-
-    def wait(self, cond, what, timeout=10):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("derp-controller exited: " + self.logs()[-3000:])
-            try:
-                if cond():
-                    return
-            except (OSError, http.client.HTTPException):
-                pass
-            time.sleep(0.05)
-        raise AssertionError("never %s:\n%s" % (what, self.logs()[-3000:]))
-
-    def logs(self):
-        if not self.log.closed:
-            self.log.flush()
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def get(self, path, headers=None, timeout=10):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        c.request("GET", path, headers=headers or {})
-        r = c.getresponse()
-        body = r.read()
-        c.close()
-        return r.status, dict(r.getheaders()), body
-
-    def derpmap(self):
-        status, headers, body = self.get("/derpmap")
-        assert status == 200, status
-        m = json.loads(body)
-        check_types(m)
-        return m, headers["ETag"], body
+        super().__init__(["--kubeconfig", API.kubeconfig, "--central-endpoint", central] +
+                         list(extra),
+                         env={"POD_NAME": name, "POD_NAMESPACE": NS, "LOFT_LOG_DERP": "true"},
+                         ready_timeout=20)
 
     def regions(self):
         return {r["RegionCode"]: r for r in self.derpmap()[0]["Regions"].values()}
@@ -72,24 +33,6 @@ class KubeController:
     def wait_regions(self, cond, what, timeout=10):
         self.wait(lambda: cond(self.regions()), what, timeout)
         return self.regions()
-
-    def metrics(self):
-        out = {}
-        for line in self.get("/metrics")[2].decode().splitlines():
-            if line and not line.startswith("#"):
-                name, value = line.rsplit(" ", 1)
-                out[name] = float(value)
-        return out
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(20)
-        self.log.close()
-        text = self.logs()
-        if "AddressSanitizer" in text or "runtime error:" in text or "LeakSanitizer" in text:
-            raise AssertionError("sanitizer report:\n" + text[-4000:])
-        assert self.proc.returncode == 0, (self.proc.returncode, text[-2000:])
 
 
 def apply_cluster(name, endpoint=None, insecure=None, display=None):
