@@ -1,6 +1,7 @@
 /* derp_mesh: this relay as a client of the other relays of its region.
  *
- * For every --mesh-with URL the relay keeps one outbound DERP connection,
+ * For every peer URL (--mesh-with, fixed; --mesh-peers-file, replaced at run
+ * time by derp__mesh_set_peers) the relay keeps one outbound DERP connection,
  * logged in with its own server key and the shared mesh key, and sends
  * WatchConns. The peer answers with PeerPresent for each of its clients and
  * PeerGone as they leave: those keys become forwarders, so a local client's
@@ -8,7 +9,12 @@
  * that arrived by ForwardPacket is only ever delivered locally, so packets
  * never loop. A dropped connection forgets its clients and is redialled with
  * capped, jittered backoff. Names are resolved with getaddrinfo_a so the
- * loop never blocks on DNS. */
+ * loop never blocks on DNS.
+ *
+ * Peers live in slots that are allocated once and never move or get freed
+ * before derp__mesh_stop: forwarders and connections (derp_conn.mesh_peer)
+ * point at them, so a removed peer's slot is only marked unused, and it is
+ * reused only once its timer is stopped and no DNS lookup writes into it. */
 #include "internal.h"
 
 #include "bytes.h"
@@ -26,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,7 +40,6 @@
 #define MESH_BACKOFF_MAX_MS 10000
 #define MESH_DNS_POLL_MS    20
 #define MESH_FWD_BUCKETS    1024u
-#define MESH_MAX_PEERS      64
 
 struct mesh_fwd {
     uint8_t key[DERP_KEY_LEN];
@@ -43,11 +49,14 @@ struct mesh_fwd {
 
 struct derp_mesh_peer {
     struct derp_mesh *mesh; /* borrowed */
-    char url[512];
+    char url[DERP_MESH_URL_MAX + 1];
     char host[256];
     char path[256];
     uint16_t port;
     bool is_tls;
+    bool is_in_use;         /* a listed peer; false: a free (or still resolving) slot */
+    bool is_static;         /* from --mesh-with: set_peers never removes it */
+    bool is_listed;         /* in the latest derp__mesh_set_peers list */
     bool is_self;           /* the URL reached this very relay: never redialled */
     struct derp_conn *conn; /* borrowed; current connection or NULL */
     struct dc_timer timer;  /* redial backoff, or DNS polling */
@@ -60,12 +69,14 @@ struct derp_mesh_peer {
 };
 
 struct derp_mesh {
-    struct derp_server *srv;      /* borrowed */
-    struct derp_mesh_peer *peers; /* owned array */
-    size_t npeers;
+    struct derp_server *srv; /* borrowed */
+    /* owned slots, allocated on first use; stable until derp__mesh_stop */
+    struct derp_mesh_peer *slots[DERP_MESH_MAX_PEERS];
+    size_t nslots;                          /* slots allocated */
     struct mesh_fwd *fwd[MESH_FWD_BUCKETS]; /* owned chains */
     uint8_t hash_key[16];
     SSL_CTX *tls_ctx; /* owned; NULL until a https peer is dialled */
+    bool is_stopping; /* derp__mesh_stop runs: links close without PeerGone */
 };
 
 static void mesh_dial(struct derp_mesh_peer *p);
@@ -131,10 +142,12 @@ static void fwd_remove(struct derp_mesh_peer *p, const uint8_t key[static DERP_K
         derp_key_short(key, k);
         dc_log(DC_LOG_DEBUG, "derp-mesh", "peer %s: client key=%s left", p->url, k);
     }
+    derp__registry_remote_gone(p->mesh->srv, key);
 }
 
-/* Drops every forwarder through p (NULL: all). */
-static size_t fwd_forget(struct derp_mesh *m, const struct derp_mesh_peer *p)
+/* Drops every forwarder through p (NULL: all). With is_notify, local
+ * receivers of those keys hear PeerGone (derper does so on a broken link). */
+static size_t fwd_forget(struct derp_mesh *m, const struct derp_mesh_peer *p, bool is_notify)
 {
     size_t n = 0;
     for (uint32_t b = 0; b < MESH_FWD_BUCKETS; b++) {
@@ -143,6 +156,9 @@ static size_t fwd_forget(struct derp_mesh *m, const struct derp_mesh_peer *p)
             if (p == NULL || (*pp)->peer == p) {
                 struct mesh_fwd *f = *pp;
                 *pp = f->next;
+                if (is_notify) {
+                    derp__registry_remote_gone(m->srv, f->key);
+                }
                 free(f);
                 n++;
             } else {
@@ -190,7 +206,7 @@ bool derp__mesh_forward(struct derp_mesh_peer *p, const uint8_t src[static DERP_
 
 static void mesh_schedule_redial(struct derp_mesh_peer *p)
 {
-    if (p->is_self || p->mesh->srv == NULL) {
+    if (p->is_self || !p->is_in_use) {
         return;
     }
     uint32_t base = p->backoff_ms == 0 ? MESH_BACKOFF_MIN_MS : p->backoff_ms;
@@ -362,6 +378,13 @@ static void mesh_dns_poll(struct derp_mesh_peer *p)
         return;
     }
     p->is_resolving = false;
+    if (!p->is_in_use) { /* removed while its lookup could not be cancelled */
+        if (e == 0) {
+            freeaddrinfo(p->gai.ar_result);
+        }
+        p->gai.ar_result = NULL;
+        return; /* the slot is free now */
+    }
     if (e != 0) {
         char why[300];
         snprintf(why, sizeof(why), "dns: cannot resolve `%s': %s", p->host, gai_strerror(e));
@@ -379,7 +402,7 @@ static void mesh_timer_cb(struct dc_loop *loop, struct dc_timer *t)
     struct derp_mesh_peer *p = t->data;
     if (p->is_resolving) {
         mesh_dns_poll(p);
-    } else if (p->conn == NULL) {
+    } else if (p->conn == NULL && p->is_in_use && !p->is_self) {
         mesh_dial(p);
     }
 }
@@ -575,16 +598,14 @@ void derp__mesh_conn_closed(struct derp_conn *c)
         s->stats.mesh_peers_up--;
     }
     p->conn = NULL;
-    size_t n = fwd_forget(p->mesh, p);
+    size_t n = fwd_forget(p->mesh, p, !p->mesh->is_stopping);
     if (n > 0) {
         dc_log(DC_LOG_INFO, "derp-mesh", "peer %s down: forgot its %zu clients", p->url, n);
     }
-    if (!p->is_self) {
-        mesh_schedule_redial(p);
-    }
+    mesh_schedule_redial(p); /* not for this relay itself, nor a removed peer */
 }
 
-/* ---- setup ---- */
+/* ---- the peer set ---- */
 
 static bool is_self_url(const struct derp_server *s, const struct derp_mesh_peer *p)
 {
@@ -596,29 +617,129 @@ static bool is_self_url(const struct derp_server *s, const struct derp_mesh_peer
            p->port == s->port;
 }
 
-static int mesh_add_peer(struct derp_mesh *m, const char *url, char *err)
+/* A parsed peer URL: what makes two list entries the same peer. */
+struct mesh_target {
+    bool is_tls;
+    uint16_t port;
+    char host[256];
+    char path[256];
+};
+
+static int target_parse(const char *url, struct mesh_target *t, char *err)
 {
-    if (m->npeers == MESH_MAX_PEERS) {
-        return dc_err_set(err, -EINVAL, "--mesh-with: more than %d peers", MESH_MAX_PEERS);
+    if (strlen(url) > DERP_MESH_URL_MAX) {
+        return dc_err_set(err, -EINVAL, "url: longer than %d bytes", DERP_MESH_URL_MAX);
     }
-    struct derp_mesh_peer *p = &m->peers[m->npeers];
+    return derp_url_parse(url, &t->is_tls, t->host, sizeof(t->host), &t->port, t->path,
+                          sizeof(t->path), err);
+}
+
+static struct derp_mesh_peer *mesh_find(struct derp_mesh *m, const struct mesh_target *t)
+{
+    for (size_t i = 0; i < m->nslots; i++) {
+        struct derp_mesh_peer *p = m->slots[i];
+        if (p->is_in_use && p->is_tls == t->is_tls && p->port == t->port &&
+            strcasecmp(p->host, t->host) == 0 && strcmp(p->path, t->path) == 0) {
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* A free slot (unused, timer stopped, no lookup running), or a new one;
+ * NULL past DERP_MESH_MAX_PEERS or out of memory. */
+static struct derp_mesh_peer *mesh_slot(struct derp_mesh *m)
+{
+    for (size_t i = 0; i < m->nslots; i++) {
+        struct derp_mesh_peer *p = m->slots[i];
+        if (!p->is_in_use && !p->is_resolving && !p->timer.is_active && p->conn == NULL) {
+            return p;
+        }
+    }
+    if (m->nslots == DERP_MESH_MAX_PEERS) {
+        return NULL;
+    }
+    struct derp_mesh_peer *p = calloc(1, sizeof(*p));
+    if (p != NULL) {
+        m->slots[m->nslots++] = p;
+    }
+    return p;
+}
+
+/* Takes a slot for url (already parsed into t) and dials it, unless it is
+ * this relay's own URL. Returns the peer, or NULL when no slot is left. */
+static struct derp_mesh_peer *mesh_add(struct derp_mesh *m, const char *url,
+                                       const struct mesh_target *t, bool is_static)
+{
+    struct derp_mesh_peer *p = mesh_slot(m);
+    if (p == NULL) {
+        return NULL;
+    }
     memset(p, 0, sizeof(*p));
     p->mesh = m;
     snprintf(p->url, sizeof(p->url), "%s", url);
-    int rc = derp_url_parse(url, &p->is_tls, p->host, sizeof(p->host), &p->port, p->path,
-                            sizeof(p->path), err);
-    if (rc < 0) {
-        return rc;
-    }
+    memcpy(p->host, t->host, sizeof(p->host));
+    memcpy(p->path, t->path, sizeof(p->path));
+    p->port = t->port;
+    p->is_tls = t->is_tls;
+    p->is_in_use = true;
+    p->is_static = is_static;
+    p->is_listed = !is_static;
     snprintf(p->port_text, sizeof(p->port_text), "%u", p->port);
     p->timer.cb = mesh_timer_cb;
     p->timer.data = p;
     if (is_self_url(m->srv, p)) {
+        p->is_self = true;
         dc_log(DC_LOG_INFO, "derp-mesh", "skipping %s: it is this relay", url);
-        return 0;
+        return p;
     }
-    m->npeers++;
-    return 0;
+    dc_log(DC_LOG_INFO, "derp-mesh", "meshing with %s", url);
+    mesh_dial(p);
+    return p;
+}
+
+/* Stops p for good: no redial, no lookup, link closed, forwarders gone
+ * (their local receivers hear PeerGone). The slot stays allocated. */
+static void mesh_remove(struct derp_mesh *m, struct derp_mesh_peer *p)
+{
+    struct derp_server *s = m->srv;
+    p->is_in_use = false; /* from here on nothing redials it */
+    p->is_listed = false;
+    dc_timer_stop(s->loop, &p->timer);
+    bool was_up = p->conn != NULL && p->conn->state == DERP_CONN_MESH_ACTIVE;
+    if (p->conn != NULL) {
+        derp__conn_close(p->conn, false, "mesh peer removed from the list");
+    }
+    fwd_forget(m, p, true); /* none left normally: closing the link forgot them */
+    if (p->is_resolving) {
+        int rc = gai_cancel(&p->gai);
+        if (rc == EAI_NOTCANCELED) {
+            /* A resolver thread still writes into the slot: poll until it is
+             * done (mesh_dns_poll frees the answer); the slot stays busy. */
+            dc_timer_start(s->loop, &p->timer, MESH_DNS_POLL_MS);
+        } else {
+            if (gai_error(&p->gai) == 0 && p->gai.ar_result != NULL) {
+                freeaddrinfo(p->gai.ar_result);
+            }
+            p->gai.ar_result = NULL;
+            p->is_resolving = false;
+        }
+    }
+    dc_log(DC_LOG_INFO, "derp-mesh", "peer %s removed from the mesh list: %s", p->url,
+           p->is_self ? "it was this relay"
+           : was_up   ? "link closed"
+                      : "dialling stopped");
+}
+
+static struct derp_mesh *mesh_new(struct derp_server *s)
+{
+    struct derp_mesh *m = calloc(1, sizeof(*m));
+    if (m == NULL) {
+        return NULL;
+    }
+    m->srv = s;
+    randombytes_buf(m->hash_key, sizeof(m->hash_key));
+    return m;
 }
 
 int derp__mesh_start(struct derp_server *s, const char *urls, char *err)
@@ -626,37 +747,178 @@ int derp__mesh_start(struct derp_server *s, const char *urls, char *err)
     if (!s->cfg.has_mesh_key) {
         return dc_err_set(err, -EINVAL, "--mesh-with needs --mesh-key-file");
     }
-    struct derp_mesh *m = calloc(1, sizeof(*m));
-    if (m != NULL) {
-        m->peers = calloc(MESH_MAX_PEERS, sizeof(*m->peers));
-    }
-    if (m == NULL || m->peers == NULL) {
-        free(m);
-        return dc_err_set(err, -ENOMEM, "out of memory");
-    }
-    m->srv = s;
-    randombytes_buf(m->hash_key, sizeof(m->hash_key));
     char list[4096];
     if (snprintf(list, sizeof(list), "%s", urls) >= (int)sizeof(list)) {
-        free(m->peers);
-        free(m);
         return dc_err_set(err, -EINVAL, "--mesh-with: list too long");
     }
+    /* Check every entry first: a bad list starts nothing. */
+    char check[sizeof(list)];
+    memcpy(check, list, sizeof(list));
+    size_t n = 0;
     char *save = NULL;
-    for (char *u = strtok_r(list, ",", &save); u != NULL; u = strtok_r(NULL, ",", &save)) {
-        int rc = mesh_add_peer(m, u, err);
+    for (char *u = strtok_r(check, ",", &save); u != NULL; u = strtok_r(NULL, ",", &save)) {
+        struct mesh_target t;
+        int rc = target_parse(u, &t, err);
         if (rc < 0) {
-            free(m->peers);
-            free(m);
             return rc;
         }
+        if (++n > DERP_MESH_MAX_PEERS) {
+            return dc_err_set(err, -EINVAL, "--mesh-with: more than %d peers", DERP_MESH_MAX_PEERS);
+        }
+    }
+    struct derp_mesh *m = s->mesh != NULL ? s->mesh : mesh_new(s);
+    if (m == NULL) {
+        return dc_err_set(err, -ENOMEM, "out of memory");
     }
     s->mesh = m;
-    for (size_t i = 0; i < m->npeers; i++) {
-        dc_log(DC_LOG_INFO, "derp-mesh", "meshing with %s", m->peers[i].url);
-        mesh_dial(&m->peers[i]);
+    save = NULL;
+    for (char *u = strtok_r(list, ",", &save); u != NULL; u = strtok_r(NULL, ",", &save)) {
+        struct mesh_target t;
+        if (target_parse(u, &t, NULL) < 0) {
+            continue; /* checked above */
+        }
+        struct derp_mesh_peer *p = mesh_find(m, &t);
+        if (p != NULL) {
+            p->is_static = true;
+        } else if (mesh_add(m, u, &t, true) == NULL) {
+            return dc_err_set(err, -ENOMEM, "out of memory");
+        }
     }
     return 0;
+}
+
+/* Marks the peers listed in urls; returns how many of the URLs parse. */
+static size_t mesh_mark_listed(struct derp_mesh *m, const char *const *urls, size_t n)
+{
+    size_t good = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct mesh_target t;
+        if (target_parse(urls[i], &t, NULL) < 0) {
+            continue;
+        }
+        good++;
+        struct derp_mesh_peer *p = mesh_find(m, &t);
+        if (p != NULL) {
+            p->is_listed = true;
+        }
+    }
+    return good;
+}
+
+int derp__mesh_set_peers(struct derp_server *s, const char *const *urls, size_t n, char *err)
+{
+    if (s->is_draining) {
+        return 0; /* the drain stops the mesh; nothing is dialled any more */
+    }
+    if (!s->cfg.has_mesh_key) {
+        return dc_err_set(err, -EINVAL, "--mesh-peers-file needs --mesh-key-file");
+    }
+    if (s->mesh == NULL) {
+        s->mesh = mesh_new(s);
+        if (s->mesh == NULL) {
+            return dc_err_set(err, -ENOMEM, "out of memory");
+        }
+    }
+    struct derp_mesh *m = s->mesh;
+    for (size_t i = 0; i < m->nslots; i++) {
+        m->slots[i]->is_listed = false;
+    }
+    mesh_mark_listed(m, urls, n);
+    size_t removed = 0, added = 0, kept = 0;
+    for (size_t i = 0; i < m->nslots; i++) {
+        struct derp_mesh_peer *p = m->slots[i];
+        if (p->is_in_use && !p->is_static && !p->is_listed) {
+            removed += p->is_self ? 0 : 1;
+            mesh_remove(m, p); /* first, so its slot may serve a new peer */
+        } else if (p->is_in_use && p->is_listed && !p->is_self) {
+            kept++;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct mesh_target t;
+        char why[DC_ERR_LEN];
+        if (target_parse(urls[i], &t, why) < 0) {
+            dc_log(DC_LOG_WARN, "derp-mesh", "ignoring mesh peer: %s", why);
+            continue;
+        }
+        struct derp_mesh_peer *p = mesh_find(m, &t);
+        if (p != NULL) {
+            p->is_listed = true; /* unchanged, or a repeat of an entry just added */
+            continue;
+        }
+        p = mesh_add(m, urls[i], &t, false);
+        if (p == NULL) {
+            dc_log(DC_LOG_WARN, "derp-mesh", "ignoring mesh peer `%s': more than %d peers", urls[i],
+                   DERP_MESH_MAX_PEERS);
+            continue;
+        }
+        added += p->is_self ? 0 : 1; /* its own URL: not a peer */
+    }
+    dc_log(added + removed > 0 ? DC_LOG_INFO : DC_LOG_DEBUG, "derp-mesh",
+           "mesh peer list set: %zu added, %zu removed, %zu unchanged", added, removed, kept);
+    return 0;
+}
+
+size_t derp__mesh_peers_parse(char *text, size_t len, const char **urls, size_t max,
+                              derp_mesh_bad_line_cb bad, void *data)
+{
+    size_t n = 0;
+    unsigned line_no = 0;
+    size_t off = 0;
+    while (off < len) {
+        line_no++;
+        char *line = text + off;
+        char *nl = memchr(line, '\n', len - off);
+        size_t line_len = nl != NULL ? (size_t)(nl - line) : len - off;
+        off += line_len + (nl != NULL ? 1 : 0);
+        char *hash = memchr(line, '#', line_len);
+        if (hash != NULL) {
+            line_len = (size_t)(hash - line);
+        }
+        while (line_len > 0 && (line[line_len - 1] == ' ' || line[line_len - 1] == '\t' ||
+                                line[line_len - 1] == '\r')) {
+            line_len--;
+        }
+        while (line_len > 0 && (line[0] == ' ' || line[0] == '\t')) {
+            line++;
+            line_len--;
+        }
+        if (line_len == 0) {
+            continue;
+        }
+        char err[DC_ERR_LEN];
+        bool is_ok = true;
+        for (size_t i = 0; i < line_len && is_ok; i++) {
+            unsigned char ch = (unsigned char)line[i];
+            if (ch == ' ' || ch == '\t') {
+                dc_err_set(err, -EINVAL, "one URL per line: blank inside `%.*s'", (int)line_len,
+                           line);
+                is_ok = false;
+            } else if (ch < 0x20 || ch == 0x7f) {
+                dc_err_set(err, -EINVAL, "control byte 0x%02x in the line", ch);
+                is_ok = false;
+            }
+        }
+        struct mesh_target t;
+        char saved = line[line_len]; /* '\n', '#', a blank, or the final NUL */
+        line[line_len] = '\0';
+        if (is_ok && target_parse(line, &t, err) < 0) {
+            is_ok = false;
+        }
+        if (is_ok && n == max) {
+            dc_err_set(err, -EINVAL, "more than %zu peers: `%s'", max, line);
+            is_ok = false;
+        }
+        if (!is_ok) {
+            line[line_len] = saved;
+            if (bad != NULL) {
+                bad(data, line_no, err);
+            }
+            continue;
+        }
+        urls[n++] = line;
+    }
+    return n;
 }
 
 void derp__mesh_stop(struct derp_server *s)
@@ -665,15 +927,16 @@ void derp__mesh_stop(struct derp_server *s)
     if (m == NULL) {
         return;
     }
-    for (size_t i = 0; i < m->npeers; i++) {
-        struct derp_mesh_peer *p = &m->peers[i];
-        p->is_self = true; /* no redial */
+    m->is_stopping = true;
+    for (size_t i = 0; i < m->nslots; i++) {
+        struct derp_mesh_peer *p = m->slots[i];
+        p->is_in_use = false; /* no redial */
         dc_timer_stop(s->loop, &p->timer);
         if (p->is_resolving) {
             if (gai_cancel(&p->gai) == EAI_NOTCANCELED) {
                 const struct gaicb *list[1] = {&p->gai};
                 struct timespec ts = {.tv_sec = 5};
-                gai_suspend(list, 1, &ts);
+                gai_suspend(list, 1, &ts); /* shutting down: the slot is freed next */
             }
             if (gai_error(&p->gai) == 0 && p->gai.ar_result != NULL) {
                 freeaddrinfo(p->gai.ar_result);
@@ -683,9 +946,11 @@ void derp__mesh_stop(struct derp_server *s)
             derp__conn_close(p->conn, false, "mesh stopping");
         }
     }
-    fwd_forget(m, NULL);
+    fwd_forget(m, NULL, false); /* every connection closes next: no PeerGone */
+    s->mesh = NULL;             /* before the slots go: closing connections must not find them */
+    for (size_t i = 0; i < m->nslots; i++) {
+        free(m->slots[i]);
+    }
     SSL_CTX_free(m->tls_ctx);
-    free(m->peers);
     free(m);
-    s->mesh = NULL;
 }

@@ -3,7 +3,12 @@
  * Duplicates follow derper's "last writer is active" policy: a new connection
  * for a key becomes active; afterwards whichever connection of the key last
  * sent a frame is active. When a key's last connection goes, every
- * connection that received packets from it gets PeerGone(Disconnected). */
+ * connection that received packets from it gets PeerGone(Disconnected).
+ *
+ * As in derper, the same holds for a key that lives on a mesh peer: who
+ * received its forwarded packets is kept in a remote set (no connections),
+ * told PeerGone when the mesh loses the key. A key moving between this relay
+ * and a peer keeps one set, switching is_remote, so its receivers carry over. */
 #include "internal.h"
 
 #include "derp_key.h"
@@ -62,14 +67,22 @@ static uint32_t key_bucket(const struct derp_registry *reg, const uint8_t key[st
     return v & (reg->nbuckets - 1);
 }
 
-struct derp_client_set *derp__registry_find(struct derp_registry *reg,
-                                            const uint8_t key[static DERP_KEY_LEN])
+/* The key's set, local or remote, or NULL. */
+static struct derp_client_set *set_lookup(struct derp_registry *reg,
+                                          const uint8_t key[static DERP_KEY_LEN])
 {
     struct derp_client_set *set = reg->buckets[key_bucket(reg, key)];
     while (set != NULL && memcmp(set->key, key, DERP_KEY_LEN) != 0) {
         set = set->hnext;
     }
     return set;
+}
+
+struct derp_client_set *derp__registry_find(struct derp_registry *reg,
+                                            const uint8_t key[static DERP_KEY_LEN])
+{
+    struct derp_client_set *set = set_lookup(reg, key);
+    return set != NULL && !set->is_remote ? set : NULL;
 }
 
 static void registry_grow(struct derp_registry *reg)
@@ -140,23 +153,34 @@ static void watchers_broadcast_gone(struct derp_server *s, const uint8_t key[sta
     }
 }
 
+static struct derp_client_set *set_new(struct derp_registry *reg,
+                                       const uint8_t key[static DERP_KEY_LEN])
+{
+    struct derp_client_set *set = calloc(1, sizeof(*set));
+    if (set == NULL) {
+        return NULL;
+    }
+    memcpy(set->key, key, DERP_KEY_LEN);
+    uint32_t b = key_bucket(reg, key);
+    set->hnext = reg->buckets[b];
+    reg->buckets[b] = set;
+    if (++reg->nsets > reg->nbuckets) {
+        registry_grow(reg);
+    }
+    return set;
+}
+
 int derp__registry_add(struct derp_server *s, struct derp_conn *c)
 {
     struct derp_registry *reg = &s->reg;
-    struct derp_client_set *set = derp__registry_find(reg, c->key);
+    struct derp_client_set *set = set_lookup(reg, c->key);
     if (set == NULL) {
-        set = calloc(1, sizeof(*set));
+        set = set_new(reg, c->key);
         if (set == NULL) {
             return -ENOMEM;
         }
-        memcpy(set->key, c->key, DERP_KEY_LEN);
-        uint32_t b = key_bucket(reg, c->key);
-        set->hnext = reg->buckets[b];
-        reg->buckets[b] = set;
-        if (++reg->nsets > reg->nbuckets) {
-            registry_grow(reg);
-        }
     }
+    set->is_remote = false; /* a remote set's receivers now watch the local key */
     c->set = set;
     c->set_next = set->conns;
     set->conns = c;
@@ -218,11 +242,15 @@ static void set_unlink(struct derp_registry *reg, struct derp_client_set *set)
     }
 }
 
-static void conn_forget_sources(struct derp_conn *c)
+static void conn_forget_sources(struct derp_registry *reg, struct derp_conn *c)
 {
     for (uint32_t i = 0; i < c->nsources; i++) {
         struct derp_client_set *src = c->sources[i];
         array_remove((void **)src->watchers, &src->nwatchers, c);
+        if (src->is_remote && src->nwatchers == 0) {
+            set_unlink(reg, src); /* nobody left to tell */
+            set_free(src);
+        }
     }
     c->nsources = 0;
     c->last_source = NULL;
@@ -237,7 +265,7 @@ void derp__registry_remove(struct derp_server *s, struct derp_conn *c)
     if (set == NULL) {
         return;
     }
-    conn_forget_sources(c);
+    conn_forget_sources(&s->reg, c);
     struct derp_conn **pp = &set->conns;
     while (*pp != NULL && *pp != c) {
         pp = &(*pp)->set_next;
@@ -249,19 +277,15 @@ void derp__registry_remove(struct derp_server *s, struct derp_conn *c)
     c->set = NULL;
     c->set_next = NULL;
     if (set->nconns == 0) {
-        if (s->mesh != NULL && derp__mesh_forwarder(s, set->key) != NULL) {
-            /* Still in the region (on a mesh peer): receivers keep their path. */
-            for (uint32_t i = 0; i < set->nwatchers; i++) {
-                struct derp_conn *w = set->watchers[i];
-                array_remove((void **)w->sources, &w->nsources, set);
-                if (w->last_source == set) {
-                    w->last_source = NULL;
-                }
-            }
-            set->nwatchers = 0;
+        set->active = NULL;
+        watchers_broadcast_gone(s, set->key);
+        if (set->nwatchers > 0 && s->mesh != NULL && derp__mesh_forwarder(s, set->key) != NULL) {
+            /* Still in the region (on a mesh peer): receivers keep their path,
+             * and hear PeerGone once the mesh loses the key too. */
+            set->is_remote = true;
+            return;
         }
         set_notify_gone(s, set);
-        watchers_broadcast_gone(s, set->key);
         set_unlink(&s->reg, set);
         set_free(set);
         return;
@@ -332,4 +356,35 @@ int derp__registry_note_source(struct derp_conn *dst, struct derp_client_set *sr
     src->watchers[src->nwatchers++] = dst;
     dst->last_source = src;
     return 0;
+}
+
+struct derp_client_set *derp__registry_source(struct derp_registry *reg,
+                                              const uint8_t key[static DERP_KEY_LEN],
+                                              bool may_create_remote)
+{
+    struct derp_client_set *set = set_lookup(reg, key);
+    if (set == NULL && may_create_remote) {
+        set = set_new(reg, key);
+        if (set != NULL) {
+            set->is_remote = true;
+        }
+    }
+    return set;
+}
+
+void derp__registry_remote_gone(struct derp_server *s, const uint8_t key[static DERP_KEY_LEN])
+{
+    struct derp_client_set *set = set_lookup(&s->reg, key);
+    if (set == NULL || !set->is_remote) {
+        return; /* never sent to anyone here, or connected here: nothing to say */
+    }
+    if (dc_log_debug_enabled("derp-mesh")) {
+        char k[DERP_KEY_SHORT_LEN];
+        derp_key_short(key, k);
+        dc_log(DC_LOG_DEBUG, "derp-mesh", "client key=%s left the region: PeerGone to %u receivers",
+               k, set->nwatchers);
+    }
+    set_notify_gone(s, set);
+    set_unlink(&s->reg, set);
+    set_free(set);
 }

@@ -635,10 +635,15 @@ static bool relay_packet(struct derp_conn *from, const uint8_t src_key[static DE
     memcpy(p->data + DERP_FRAME_HDR_LEN + DERP_KEY_LEN, pkt, pkt_len);
     p->len = DERP_FRAME_HDR_LEN + DERP_KEY_LEN + pkt_len;
     derp__conn_enqueue(dst, is_disco ? &dst->q_disco : &dst->q_data, p);
+    if (dst->state == DERP_CONN_CLOSED) {
+        return true; /* a failed flush closed dst: it watches nobody any more */
+    }
+    /* A forwarded packet's sender lives on a mesh peer: its remote set
+     * remembers dst, which hears PeerGone when the mesh loses the sender. */
     struct derp_client_set *sset =
         from->set != NULL && memcmp(src_key, from->key, DERP_KEY_LEN) == 0
             ? from->set
-            : derp__registry_find(&s->reg, src_key);
+            : derp__registry_source(&s->reg, src_key, is_forwarded);
     if (sset != NULL) {
         (void)derp__registry_note_source(dst, sset);
     }

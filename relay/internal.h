@@ -135,7 +135,8 @@ struct derp_conn {
     uint8_t ws_mask[4];
     struct dc_buf ws_out;             /* owned; framed output */
     size_t ws_out_off;                /* bytes of ws_out already written */
-    struct derp_mesh_peer *mesh_peer; /* borrowed; set on outbound mesh connections */
+    struct derp_mesh_peer *mesh_peer; /* borrowed; set on outbound mesh connections (a
+                                         stable slot: valid until derp__mesh_stop) */
     /* Backpressure: a sender whose packet found its mesh link full stops being
      * read (its frame stays buffered) until the link drains. */
     struct derp_conn *paused_on;   /* borrowed: the full mesh link, or NULL */
@@ -167,9 +168,13 @@ struct derp_ip_count {
 /* Buckets of the per-address table (chains grow past this; the hash is keyed). */
 #define DERP_IP_BUCKETS 1024
 
-/* All connections of one key. */
+/* All connections of one key. A key with no local connection may keep a
+ * remote set (is_remote: no connections, only watchers): the local clients
+ * that received its packets through the mesh, told PeerGone when the mesh
+ * loses it (derper's peerGoneWatchers). A key has at most one set. */
 struct derp_client_set {
     uint8_t key[DERP_KEY_LEN];
+    bool is_remote;                /* no local connection: only tracks watchers */
     struct derp_client_set *hnext; /* hash chain */
     struct derp_conn *conns;       /* dup list, most recently active first */
     struct derp_conn *active;      /* receives packets; NULL when dups have no winner */
@@ -205,7 +210,7 @@ struct derp_server {
     void (*drain_done)(struct dc_loop *, void *);
     void *drain_data;
     char pub_hex[DERP_KEY_HEX_LEN + 1];
-    struct derp_mesh *mesh; /* owned; NULL without --mesh-with */
+    struct derp_mesh *mesh; /* owned; NULL until --mesh-with or a peers file names a peer */
     /* limits (derp_limits.c) */
     struct derp_rate accept_rate;      /* --accept-connection-limit/-burst */
     struct derp_ip_count **ip_buckets; /* owned, DERP_IP_BUCKETS; NULL without a per-IP cap */
@@ -217,7 +222,39 @@ struct derp_server {
 struct derp_conn *derp__conn_alloc(struct derp_server *s, int fd);
 
 /* Mesh (derp_mesh.c): outbound connections to the other relays of the region. */
+
+/* Most mesh peers one relay follows, --mesh-with and --mesh-peers-file
+ * together (the controller writes at most MESH_PEERS_MAX, the same 256). */
+#define DERP_MESH_MAX_PEERS 256
+/* Longest mesh peer URL, in bytes without the NUL. */
+#define DERP_MESH_URL_MAX 511
+
+/* Starts the mesh with the fixed peers of --mesh-with ("URL[,URL]"): these
+ * stay whatever derp__mesh_set_peers() is given. Returns 0, or negative errno
+ * with err (no mesh key, a bad URL, past DERP_MESH_MAX_PEERS). */
 int derp__mesh_start(struct derp_server *s, const char *urls, char *err) DC_MUST_CHECK;
+/* Makes the dynamic peer set (--mesh-peers-file) exactly urls[0..n) (each
+ * as a --mesh-with entry; borrowed for the call), in union with the fixed
+ * ones. Peers no longer listed are stopped: redial timer stopped, DNS lookup
+ * cancelled, link closed, their forwarders forgotten (their clients' local
+ * receivers get PeerGone). New ones are dialled; unchanged ones (same scheme,
+ * host, port, path) keep their link untouched, as does a peer known to be
+ * this relay itself. Creates the mesh on first use. A URL that does not parse
+ * or is past DERP_MESH_MAX_PEERS is logged and skipped. Does nothing while
+ * the server drains. Returns 0, or -EINVAL (no mesh key) / -ENOMEM with err. */
+int derp__mesh_set_peers(struct derp_server *s, const char *const *urls, size_t n,
+                         char *err) DC_MUST_CHECK;
+/* Called for each bad line of a peers file: its 1-based number and why. */
+typedef void (*derp_mesh_bad_line_cb)(void *data, unsigned line_no, const char *err);
+/* Splits a peers file's text (len bytes, NUL-terminated; modified in place)
+ * into urls[0..max): one URL per line, '#' starts a comment, surrounding
+ * blanks and blank lines ignored. A line that is not a mesh URL (bad URL,
+ * blank inside, control byte, longer than DERP_MESH_URL_MAX, past max) is
+ * reported through bad and skipped. Returns the URLs stored; they point into
+ * text. Pure: no I/O, no logging. */
+size_t derp__mesh_peers_parse(char *text, size_t len, const char **urls, size_t max,
+                              derp_mesh_bad_line_cb bad, void *data);
+/* Stops every peer and frees the mesh; accepts a server without one. */
 void derp__mesh_stop(struct derp_server *s);
 /* The mesh peer that holds key's client, or NULL. */
 struct derp_mesh_peer *derp__mesh_forwarder(struct derp_server *s,
@@ -232,7 +269,9 @@ struct derp_conn *derp__mesh_peer_conn(const struct derp_mesh_peer *p);
 void derp__mesh_conn_io(struct derp_conn *c, uint32_t events);
 /* Handles buffered bytes of an outbound connection; returns bytes consumed. */
 size_t derp__mesh_conn_dispatch(struct derp_conn *c, const uint8_t *buf, size_t len);
-/* Called once when an outbound connection closes: forget its clients, redial. */
+/* Called once when an outbound connection closes: forget its clients, redial
+ * (unless its peer was removed). Harmless when the peer's slot has another
+ * connection by now (a recycled slot). */
 void derp__mesh_conn_closed(struct derp_conn *c);
 
 /* Appends p to q (takes ownership); a full queue drops its oldest packet. */
@@ -297,5 +336,16 @@ void derp__registry_remove(struct derp_server *s, struct derp_conn *c);
 void derp__registry_note_activity(struct derp_server *s, struct derp_conn *c);
 /* Records that dst received from src's key so dst hears PeerGone when src leaves. */
 int derp__registry_note_source(struct derp_conn *dst, struct derp_client_set *src);
+/* The set that tracks who received from key: its local set, else its remote
+ * set, created when missing and may_create_remote (a packet that came through
+ * the mesh). NULL when there is none, or out of memory. */
+struct derp_client_set *derp__registry_source(struct derp_registry *reg,
+                                              const uint8_t key[static DERP_KEY_LEN],
+                                              bool may_create_remote);
+/* The mesh lost key (its last forwarder went: PeerGone from the peer, link
+ * down, peer removed). Unless key has local connections, every connection
+ * that received from it gets PeerGone(Disconnected) and its remote set goes,
+ * as derper's RemovePacketForwarder -> notePeerGoneFromRegionLocked. */
+void derp__registry_remote_gone(struct derp_server *s, const uint8_t key[static DERP_KEY_LEN]);
 
 #endif

@@ -5,6 +5,7 @@
 #include "derp_filewatch.h"
 #include "derp_key.h"
 #include "derp_server.h"
+#include "internal.h"
 #include "log.h"
 #include "loop.h"
 #include "sig.h"
@@ -24,6 +25,9 @@
 #include <unistd.h>
 
 #define RELAY_VERSION "0.1.0"
+/* Largest --mesh-peers-file read (bytes): DERP_MESH_MAX_PEERS lines of
+ * DERP_MESH_URL_MAX, with room for comments. */
+#define RELAY_PEERS_FILE_MAX (256u * 1024u)
 
 struct relay_opts {
     const char *listen;
@@ -34,6 +38,7 @@ struct relay_opts {
     const char *key_file;
     const char *mesh_key_file;
     const char *mesh_with;
+    const char *mesh_peers_file;
     const char *hostname;
     bool mesh_insecure;
     unsigned drain_ms;
@@ -59,6 +64,10 @@ struct relay {
     struct dc_tls_server *tls; /* borrowed from run() */
     struct derp_admit *admit;  /* owned by run() */
     struct derp_filewatch tls_watch;
+    struct derp_filewatch peers_watch; /* --mesh-peers-file's directory */
+    char *peers_text;                  /* owned: the peers file as last applied, NULL: none */
+    size_t peers_len;                  /* bytes of peers_text */
+    bool is_peers_missing;             /* the peers file was missing at the last read */
     uint64_t tls_reloads_ok, tls_reloads_failed;
     int exit_code;
 };
@@ -76,6 +85,10 @@ static void usage(FILE *f)
            "  --mesh-key-file PATH      shared mesh key (64 lowercase hex)\n"
            "  --mesh-with URL[,URL]     other relays of the region to mesh with (a bare host\n"
            "                            means https://HOST/derp; this relay's own URL is skipped)\n"
+           "  --mesh-peers-file PATH    more mesh peers, one URL per line as in --mesh-with\n"
+           "                            (# comments; bad lines logged and skipped); re-read\n"
+           "                            when it changes, peers added and removed live; a\n"
+           "                            missing file is an empty list. Needs --mesh-key-file\n"
            "  --hostname NAME           this relay's public name (skipped in --mesh-with)\n"
            "  --mesh-insecure           do not verify mesh peers' TLS certificates\n"
            "  --drain-ms MS             after SIGTERM, relay on this long (default 2000)\n"
@@ -208,6 +221,7 @@ static int parse_flags(int argc, char **argv, struct relay_opts *o)
         {"key-file", required_argument, NULL, 'K'},
         {"mesh-key-file", required_argument, NULL, 'M'},
         {"mesh-with", required_argument, NULL, 'W'},
+        {"mesh-peers-file", required_argument, NULL, 'f'},
         {"drain-ms", required_argument, NULL, 'd'},
         {"hostname", required_argument, NULL, 'H'},
         {"mesh-insecure", no_argument, NULL, 'I'},
@@ -251,6 +265,9 @@ static int parse_flags(int argc, char **argv, struct relay_opts *o)
             break;
         case 'W':
             o->mesh_with = optarg;
+            break;
+        case 'f':
+            o->mesh_peers_file = optarg;
             break;
         case 'H':
             o->hostname = optarg;
@@ -424,6 +441,135 @@ static void tls_files_changed(void *data)
     tls_reload(data, "files changed");
 }
 
+static void peers_bad_line(void *data, unsigned line_no, const char *err)
+{
+    dc_log(DC_LOG_WARN, "derp-mesh", "mesh peers file `%s' line %u: %s; skipping the line",
+           (const char *)data, line_no, err);
+}
+
+/* Reads path whole into *text (malloc'd, NUL-terminated, *len bytes).
+ * Returns 0 or negative errno (-ENOENT: missing, -EMSGSIZE: too long). */
+static int peers_read(const char *path, char **text, size_t *len)
+{
+    int rc = 0;
+    size_t n = 0;
+    char *buf = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return -errno;
+    }
+    buf = malloc(RELAY_PEERS_FILE_MAX + 1);
+    if (buf == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (;;) {
+        ssize_t k = read(fd, buf + n, RELAY_PEERS_FILE_MAX + 1 - n);
+        if (k < 0 && errno == EINTR) {
+            continue;
+        }
+        if (k < 0) {
+            rc = -errno;
+            goto out;
+        }
+        if (k == 0) {
+            break;
+        }
+        n += (size_t)k;
+        if (n > RELAY_PEERS_FILE_MAX) {
+            rc = -EMSGSIZE;
+            goto out;
+        }
+    }
+    buf[n] = '\0';
+    *text = buf;
+    *len = n;
+    buf = NULL;
+out:
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+/* Re-reads --mesh-peers-file and, when its text changed, hands the mesh the
+ * new list. A missing file is an empty list; an unreadable one keeps the
+ * current peers. */
+static void peers_reload(struct relay *r, const char *why)
+{
+    const char *path = r->opts->mesh_peers_file;
+    char *text = NULL, *work = NULL;
+    const char **urls = NULL;
+    size_t len = 0;
+    if (path == NULL || r->server == NULL) {
+        return;
+    }
+    int rc = peers_read(path, &text, &len);
+    if (rc == -ENOENT) {
+        if (!r->is_peers_missing) {
+            dc_log(DC_LOG_INFO, "derp-mesh",
+                   "mesh peers file `%s' does not exist: no peers from it until it appears", path);
+        }
+        r->is_peers_missing = true;
+        text = strdup("");
+        rc = text == NULL ? -ENOMEM : 0;
+    } else if (rc == 0) {
+        r->is_peers_missing = false;
+    }
+    if (rc < 0) {
+        dc_log(DC_LOG_WARN, "derp-mesh", "mesh peers file `%s' (%s): %s; keeping the current peers",
+               path, why, dc_strerror(rc));
+        goto out;
+    }
+    if (r->peers_text != NULL && r->peers_len == len && memcmp(r->peers_text, text, len) == 0) {
+        goto out; /* another file of the directory changed, or the same text again */
+    }
+    work = malloc(len + 1);
+    urls = calloc(DERP_MESH_MAX_PEERS, sizeof(*urls));
+    if (work == NULL || urls == NULL) {
+        dc_log(DC_LOG_WARN, "derp-mesh", "mesh peers file `%s': out of memory", path);
+        goto out;
+    }
+    memcpy(work, text, len + 1);
+    size_t n =
+        derp__mesh_peers_parse(work, len, urls, DERP_MESH_MAX_PEERS, peers_bad_line, (void *)path);
+    char err[DC_ERR_LEN];
+    if (derp__mesh_set_peers(r->server, urls, n, err) < 0) {
+        dc_log(DC_LOG_ERROR, "derp-mesh", "mesh peers file `%s': %s", path, err);
+        goto out;
+    }
+    dc_log(DC_LOG_INFO, "derp-mesh", "mesh peers file `%s' read (%s): %zu peers", path, why, n);
+    free(r->peers_text);
+    r->peers_text = text;
+    r->peers_len = len;
+    text = NULL;
+out:
+    free(urls);
+    free(work);
+    free(text);
+}
+
+static void peers_file_changed(void *data)
+{
+    peers_reload(data, "file changed");
+}
+
+/* Follows --mesh-peers-file: watch its directory first, so no change
+ * between the first read and the watch is missed. */
+static int peers_start(struct relay *r)
+{
+    char err[DC_ERR_LEN];
+    const char *path = r->opts->mesh_peers_file;
+    if (path == NULL) {
+        return 0;
+    }
+    if (derp_filewatch_start(&r->peers_watch, r->loop, &path, 1, peers_file_changed, r, err) < 0) {
+        dc_log(DC_LOG_ERROR, "derp-mesh", "--mesh-peers-file: %s", err);
+        return -1;
+    }
+    peers_reload(r, "start");
+    return 0;
+}
+
 static void hup_cb(struct dc_loop *loop, struct dc_io *io, uint32_t events)
 {
     (void)loop;
@@ -431,8 +577,10 @@ static void hup_cb(struct dc_loop *loop, struct dc_io *io, uint32_t events)
     struct relay *r = io->data;
     struct signalfd_siginfo si;
     while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-        dc_log(DC_LOG_INFO, "derp", "got SIGHUP: reloading certificate and allowed keys");
+        dc_log(DC_LOG_INFO, "derp",
+               "got SIGHUP: reloading certificate, allowed keys and mesh peers file");
         tls_reload(r, "SIGHUP");
+        peers_reload(r, "SIGHUP");
         if (r->admit != NULL) {
             derp_admit_reload(r->admit);
         }
@@ -554,6 +702,10 @@ static int run(const struct relay_opts *o)
         dc_log(DC_LOG_ERROR, "derp-mesh", "--mesh-with needs --mesh-key-file");
         goto out;
     }
+    if (o->mesh_peers_file != NULL && !cfg.has_mesh_key) {
+        dc_log(DC_LOG_ERROR, "derp-mesh", "--mesh-peers-file needs --mesh-key-file");
+        goto out;
+    }
     cfg.mesh_with = o->mesh_with;
     cfg.self_host = o->hostname != NULL ? o->hostname : o->self_signed;
     cfg.mesh_insecure = o->mesh_insecure;
@@ -590,6 +742,9 @@ static int run(const struct relay_opts *o)
     dc_log(DC_LOG_INFO, "derp", "derp-relay %s listening on %s (%s) port=%u key=%s mesh=%s",
            RELAY_VERSION, o->listen, tls != NULL ? "https" : "http", derp_server_port(r.server),
            hex, cfg.has_mesh_key ? "on" : "off");
+    if (peers_start(&r) < 0) {
+        goto out;
+    }
     if (dc_loop_run(r.loop) < 0) {
         dc_log(DC_LOG_ERROR, "derp", "event loop failed");
         goto out;
@@ -599,6 +754,8 @@ static int run(const struct relay_opts *o)
 out:
     derp_server_free(r.server);
     derp_filewatch_stop(&r.tls_watch);
+    derp_filewatch_stop(&r.peers_watch);
+    free(r.peers_text);
     if (r.hup_io.is_active) {
         dc_io_stop(r.loop, &r.hup_io);
         close(r.hup_io.fd);

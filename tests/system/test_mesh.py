@@ -169,5 +169,52 @@ def test_mesh_logs_with_loft_log_derp_mesh():
     assert "joined" in logs and "left" in logs
 
 
+def no_frame(client, types, timeout=1.0):
+    """True when no frame of those types arrives within timeout."""
+    try:
+        client.recv(types, timeout=timeout)
+        return False
+    except (OSError, EOFError):
+        return True
+
+
+def test_peer_gone_for_a_sender_known_through_the_mesh():
+    """As derper (notePeerGoneFromRegionLocked): a local client that received
+    packets from a client of a mesh peer hears PeerGone(disconnected) when that
+    client leaves the region; a local client that received nothing does not."""
+    relays, _ = start_mesh(2, mesh_key_file(), env={"LOFT_LOG_DERP_MESH": "true"})
+    try:
+        for r in relays:
+            wait_for(lambda r=r: r.metrics().get("derp_mesh_peers_up") == 1, what="mesh up")
+        receiver = d.Client(relays[0].port)
+        bystander = d.Client(relays[0].port)
+        far = d.Client(relays[1].port)
+        assert delivers(far, receiver, b"from the other relay")
+        far.close()
+        t, p = receiver.recv({d.F_PEER_GONE}, timeout=10)
+        assert p == far.pub + b"\x00", p.hex()
+        assert no_frame(bystander, {d.F_PEER_GONE})
+        gone = 'derp_peer_gone_frames_total{reason="disconnected"}'
+        assert relays[0].metrics()[gone] >= 1
+
+        # A sender that moves from this relay to the peer keeps its receivers:
+        # no PeerGone while it is still in the region, one when it leaves.
+        mover_key = d.keypair()
+        near = d.Client(relays[0].port, key=mover_key)
+        assert delivers(near, receiver, b"from next door")
+        away = d.Client(relays[1].port, key=mover_key)
+        short = mover_key[0][:4].hex()
+        wait_for(lambda: "client key=%s joined" % short in relays[0].logs(), what="forwarder")
+        near.close()
+        assert no_frame(receiver, {d.F_PEER_GONE}, timeout=1.5)
+        away.close()
+        t, p = receiver.recv({d.F_PEER_GONE}, timeout=10)
+        assert p == mover_key[0] + b"\x00", p.hex()
+        assert "left the region: PeerGone to 1 receivers" in relays[0].logs()
+    finally:
+        for r in relays:
+            r.stop()
+
+
 if __name__ == "__main__":
     d.Suite().run(sys.modules[__name__])
