@@ -859,8 +859,8 @@ int derp__mesh_set_peers(struct derp_server *s, const char *const *urls, size_t 
     return 0;
 }
 
-size_t derp__mesh_peers_parse(char *text, size_t len, const char **urls, size_t max,
-                              derp_mesh_bad_line_cb bad, void *data)
+size_t derp_mesh_peers_parse(char *text, size_t len, const char **urls, size_t max,
+                             derp_mesh_bad_line_cb bad, void *data)
 {
     size_t n = 0;
     unsigned line_no = 0;
@@ -953,4 +953,9 @@ void derp__mesh_stop(struct derp_server *s)
     }
     SSL_CTX_free(m->tls_ctx);
     free(m);
+}
+
+int derp_server_set_mesh_peers(struct derp_server *s, const char *const *urls, size_t n, char *err)
+{
+    return derp__mesh_set_peers(s, urls, n, err);
 }

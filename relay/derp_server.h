@@ -115,4 +115,27 @@ void derp_server_drain(struct derp_server *s, void (*done)(struct dc_loop *, voi
 /* Appends the Prometheus text of the counters to out. */
 void derp_server_metrics_format(const struct derp_server *s, struct dc_buf *out);
 
+/* Most mesh peers one relay follows, --mesh-with and --mesh-peers-file
+ * together (the controller writes at most MESH_PEERS_MAX, the same 256). */
+#define DERP_MESH_MAX_PEERS 256
+/* Longest mesh peer URL, in bytes without the NUL. */
+#define DERP_MESH_URL_MAX 511
+
+/* Called for each bad line of a peers file: its 1-based number and why. */
+typedef void (*derp_mesh_bad_line_cb)(void *data, unsigned line_no, const char *err);
+/* Splits a peers file's text (len bytes, NUL-terminated; modified in place)
+ * into urls[0..max): one URL per line, '#' starts a comment, surrounding
+ * blanks and blank lines ignored. A line that is not a mesh URL (bad URL,
+ * blank inside, control byte, longer than DERP_MESH_URL_MAX, past max) is
+ * reported through bad and skipped. Returns the URLs stored; they point into
+ * text. Pure: no I/O, no logging. */
+size_t derp_mesh_peers_parse(char *text, size_t len, const char **urls, size_t max,
+                             derp_mesh_bad_line_cb bad, void *data);
+/* Sets the mesh peers that come from --mesh-peers-file (the union with
+ * --mesh-with is meshed): new ones are dialled, removed ones lose their link
+ * and forwarders, unchanged ones keep their link. Returns 0, or -EINVAL (no
+ * mesh key) / -ENOMEM with err. */
+int derp_server_set_mesh_peers(struct derp_server *s, const char *const *urls, size_t n,
+                               char *err) DC_MUST_CHECK;
+
 #endif

@@ -223,12 +223,6 @@ struct derp_conn *derp__conn_alloc(struct derp_server *s, int fd);
 
 /* Mesh (derp_mesh.c): outbound connections to the other relays of the region. */
 
-/* Most mesh peers one relay follows, --mesh-with and --mesh-peers-file
- * together (the controller writes at most MESH_PEERS_MAX, the same 256). */
-#define DERP_MESH_MAX_PEERS 256
-/* Longest mesh peer URL, in bytes without the NUL. */
-#define DERP_MESH_URL_MAX 511
-
 /* Starts the mesh with the fixed peers of --mesh-with ("URL[,URL]"): these
  * stay whatever derp__mesh_set_peers() is given. Returns 0, or negative errno
  * with err (no mesh key, a bad URL, past DERP_MESH_MAX_PEERS). */
@@ -244,16 +238,6 @@ int derp__mesh_start(struct derp_server *s, const char *urls, char *err) DC_MUST
  * the server drains. Returns 0, or -EINVAL (no mesh key) / -ENOMEM with err. */
 int derp__mesh_set_peers(struct derp_server *s, const char *const *urls, size_t n,
                          char *err) DC_MUST_CHECK;
-/* Called for each bad line of a peers file: its 1-based number and why. */
-typedef void (*derp_mesh_bad_line_cb)(void *data, unsigned line_no, const char *err);
-/* Splits a peers file's text (len bytes, NUL-terminated; modified in place)
- * into urls[0..max): one URL per line, '#' starts a comment, surrounding
- * blanks and blank lines ignored. A line that is not a mesh URL (bad URL,
- * blank inside, control byte, longer than DERP_MESH_URL_MAX, past max) is
- * reported through bad and skipped. Returns the URLs stored; they point into
- * text. Pure: no I/O, no logging. */
-size_t derp__mesh_peers_parse(char *text, size_t len, const char **urls, size_t max,
-                              derp_mesh_bad_line_cb bad, void *data);
 /* Stops every peer and frees the mesh; accepts a server without one. */
 void derp__mesh_stop(struct derp_server *s);
 /* The mesh peer that holds key's client, or NULL. */

@@ -5,7 +5,6 @@
 #include "derp_filewatch.h"
 #include "derp_key.h"
 #include "derp_server.h"
-#include "internal.h"
 #include "log.h"
 #include "loop.h"
 #include "sig.h"
@@ -531,9 +530,9 @@ static void peers_reload(struct relay *r, const char *why)
     }
     memcpy(work, text, len + 1);
     size_t n =
-        derp__mesh_peers_parse(work, len, urls, DERP_MESH_MAX_PEERS, peers_bad_line, (void *)path);
+        derp_mesh_peers_parse(work, len, urls, DERP_MESH_MAX_PEERS, peers_bad_line, (void *)path);
     char err[DC_ERR_LEN];
-    if (derp__mesh_set_peers(r->server, urls, n, err) < 0) {
+    if (derp_server_set_mesh_peers(r->server, urls, n, err) < 0) {
         dc_log(DC_LOG_ERROR, "derp-mesh", "mesh peers file `%s': %s", path, err);
         goto out;
     }
