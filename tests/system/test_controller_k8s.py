@@ -266,6 +266,68 @@ def test_mesh_peers_follow_the_services_endpointslices():
         c.stop()
 
 
+def connect(port, deadline):
+    while True:
+        try:
+            return d.Client(port)
+        except OSError:
+            assert time.time() < deadline, "relay on %d never answered" % port
+            time.sleep(0.1)
+
+
+def delivered(a, b, payload, deadline):
+    """Sends until b receives payload from a (the mesh may still be forming)."""
+    while time.time() < deadline:
+        a.send(b.pub, payload)
+        try:
+            t, p = b.recv({d.F_RECV}, timeout=0.5)
+            if p[32:] == payload:
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def test_supervised_relays_mesh_from_endpointslices_and_scale_down():
+    fresh_api()
+    work = tempfile.mkdtemp()
+    key = os.path.join(work, "mesh-key")
+    with open(key, "w") as f:
+        f.write(os.urandom(32).hex() + "\n")
+    pa, pb = d.free_port(), d.free_port()
+    for name, port in (("derp-a", pa), ("derp-b", pb)):
+        API.kubectl("apply", "-f", "-", stdin=endpointslice(name, ["127.0.0.1"], port=port))
+    reps = []
+    try:
+        for name, port in (("replica-a", pa), ("replica-b", pb)):
+            reps.append(KubeController(name, extra=[
+                "--relay", "--relay-listen", "127.0.0.1:%d" % port, "--stun-listen", "off",
+                "--drain-ms", "100", "--mesh-key-file", key, "--mesh-service", "derp",
+                "--mesh-peers-file", os.path.join(work, name + ".peers"),
+                "--probe-interval", "0"]))
+        deadline = time.time() + 20
+        ca, cb = connect(pa, deadline), connect(pb, deadline)
+        # Each relay skips itself and meshes with the other: packets cross.
+        assert delivered(ca, cb, b"a to b across the mesh", deadline), reps[0].logs()[-2000:]
+        assert delivered(cb, ca, b"b to a across the mesh", deadline), reps[1].logs()[-2000:]
+        # Scale down: B's slice goes; A's relay drops its link to B, with no restart.
+        API.kubectl("delete", "endpointslice", "-n", NS, "derp-b")
+        reps[0].wait(lambda: reps[0].metrics()["derp_mesh_peers"] == 1, "A's peers file shrinks")
+        def links_up():
+            c = http.client.HTTPConnection("127.0.0.1", pa, timeout=5)
+            c.request("GET", "/metrics")
+            text = c.getresponse().read().decode()
+            c.close()
+            return "\nderp_mesh_peers_up 0\n" in text
+        reps[0].wait(links_up, "A's relay drops its mesh link to B")
+        assert "derp_relay_restarts_total 0" in reps[0].get("/metrics")[2].decode()
+        ca.close()
+        cb.close()
+    finally:
+        for r in reps:
+            r.stop()
+
+
 def test_relay_probe_events_on_the_cluster():
     fresh_api()
     port = d.free_port()
