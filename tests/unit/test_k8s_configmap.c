@@ -8,13 +8,12 @@
 #include "k8s_config.h"
 #include "k8s_http.h"
 #include "loop.h"
-#include "support/apiserver_fixture.h"
+#include "support/k8s_env.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
-#include <sodium.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,19 +23,13 @@
 
 #include <cmocka.h>
 
-/* Longest a loop run may take before the case fails. */
-#define GUARD_MS 15000u
-#define NS       "default"
+#define NS "default"
 
 struct fixture {
-    struct server srv;
-    bool has_server;
-    struct dc_loop *loop;
-    struct dc_timer guard;
-    bool is_timed_out;
-    struct k8s_config *cfg;
-    struct k8s_client *client;
+    struct k8s_env env;        /* first: see k8s_env_fixture_new() */
+    struct k8s_client *client; /* context test (borrowed from env) */
 };
+_Static_assert(offsetof(struct fixture, env) == 0, "k8s_env_fixture_*() take the fixture");
 
 /* What a k8s_configmap_cb saw, copied. */
 struct result {
@@ -68,22 +61,6 @@ static void result_cb(void *arg, int error, const json_t *data, const char *rv, 
     dc_loop_stop(r->loop);
 }
 
-static void guard_cb(struct dc_loop *loop, struct dc_timer *t)
-{
-    struct fixture *f = t->data;
-    f->is_timed_out = true;
-    dc_loop_stop(loop);
-}
-
-static void run_loop(struct fixture *f)
-{
-    f->guard = (struct dc_timer){.cb = guard_cb, .data = f};
-    dc_timer_start(f->loop, &f->guard, GUARD_MS);
-    assert_int_equal(dc_loop_run(f->loop), 0);
-    dc_timer_stop(f->loop, &f->guard);
-    assert_false(f->is_timed_out);
-}
-
 /* Reads ns/NAME and waits for the answer. */
 static void cm_get(struct fixture *f, const char *name, struct result *r)
 {
@@ -93,7 +70,7 @@ static void cm_get(struct fixture *f, const char *name, struct result *r)
     if (rc != 0) {
         fail_msg("k8s_configmap_get: %s", err);
     }
-    run_loop(f);
+    k8s_env_run(&f->env);
     assert_int_equal(r->calls, 1);
 }
 
@@ -112,32 +89,18 @@ static void cm_write(struct fixture *f, const char *name, const char *data, cons
     if (rc != 0) {
         fail_msg("k8s_configmap_write: %s", err);
     }
-    run_loop(f);
+    k8s_env_run(&f->env);
     assert_int_equal(r->calls, 1);
-}
-
-struct raw {
-    struct dc_loop *loop;
-    json_t *obj;
-};
-
-static void raw_cb(void *arg, const struct k8s_response *resp)
-{
-    struct raw *g = arg;
-    g->obj = json_loadb((const char *)resp->body.p, resp->body.len, 0, NULL);
-    dc_loop_stop(g->loop);
 }
 
 /* GETs path through the API and returns the parsed body (caller decrefs). */
 static json_t *api_get(struct fixture *f, const char *path)
 {
-    struct raw g = {.loop = f->loop};
     struct k8s_request_opts o = {.method = K8S_GET, .path = path, .timeout_ms = 10000};
-    char err[DC_ERR_LEN] = "";
-    assert_int_equal(k8s_request(f->client, &o, raw_cb, &g, NULL, err), 0);
-    run_loop(f);
-    assert_non_null(g.obj);
-    return g.obj;
+    json_t *obj = NULL;
+    assert_true(k8s_env_request(&f->env, f->client, &o, NULL, &obj));
+    assert_non_null(obj);
+    return obj;
 }
 
 static const char *data_str(const struct result *r, const char *key)
@@ -149,54 +112,16 @@ static const char *data_str(const struct result *r, const char *key)
 
 static int group_setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
-    if (f == NULL || sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        return -1;
-    }
+    struct fixture *f = k8s_env_fixture_new(sizeof(*f), "test_k8s_configmap");
     *state = f;
-    f->loop = dc_loop_new();
-    if (f->loop == NULL) {
-        return -1;
-    }
-    if (server_start(&f->srv, "test_k8s_configmap") < 0) {
-        print_message("[ SKIPPING ] %s\n", f->srv.why);
-        server_stop(&f->srv);
-        return 0;
-    }
-    char err[DC_ERR_LEN] = "";
-    if (k8s_config_load_kubeconfig(f->srv.kubeconfig, "test", &f->cfg, err) != 0 ||
-        k8s_client_new(f->loop, f->cfg, &f->client, err) != 0) {
-        print_error("client: %s\n", err);
-        return -1;
-    }
-    f->has_server = true;
-    return 0;
+    return f != NULL ? k8s_env_add_client(&f->env, "test", &f->client) : -1;
 }
 
-static int group_teardown(void **state)
-{
-    struct fixture *f = *state;
-    if (f == NULL) {
-        return 0;
-    }
-    k8s_client_free(f->client);
-    k8s_config_free(f->cfg);
-    server_stop(&f->srv);
-    dc_loop_free(f->loop);
-    free(f);
-    curl_global_cleanup();
-    return 0;
-}
-
+/* Every case starts without faults. */
 static struct fixture *fixture_get(void **state)
 {
-    struct fixture *f = *state;
-    if (!f->has_server) {
-        print_message("[ SKIPPING ] the Kubernetes API test server did not start: %s\n",
-                      f->srv.why);
-        skip();
-    }
-    ctl(&f->srv, "DELETE", "/__test/faults", NULL, NULL);
+    struct fixture *f = k8s_env_fixture_get(state);
+    ctl(&f->env.srv, "DELETE", "/__test/faults", NULL, NULL);
     return f;
 }
 
@@ -205,7 +130,7 @@ static struct fixture *fixture_get(void **state)
 static void test_k8s_configmap_create_read_merge(void **state)
 {
     struct fixture *f = fixture_get(state);
-    struct result r = {.loop = f->loop};
+    struct result r = {.loop = f->env.loop};
     cm_write(f, "regions", "{\"eu-west\":\"901\"}", NULL, "{\"app.kubernetes.io/name\":\"derp\"}",
              &r);
     assert_int_equal(r.error, 0);
@@ -242,7 +167,7 @@ static void test_k8s_configmap_create_read_merge(void **state)
 static void test_k8s_configmap_stale_rv_conflict(void **state)
 {
     struct fixture *f = fixture_get(state);
-    struct result r = {.loop = f->loop};
+    struct result r = {.loop = f->env.loop};
     cm_write(f, "stale", "{\"a\":\"901\"}", NULL, NULL, &r);
     assert_int_equal(r.error, 0);
     char old_rv[128];
@@ -271,7 +196,7 @@ static void test_k8s_configmap_stale_rv_conflict(void **state)
 static void test_k8s_configmap_double_create(void **state)
 {
     struct fixture *f = fixture_get(state);
-    struct result r = {.loop = f->loop};
+    struct result r = {.loop = f->env.loop};
     cm_write(f, "twice", "{\"a\":\"1\"}", NULL, NULL, &r);
     assert_int_equal(r.error, 0);
     cm_write(f, "twice", "{\"a\":\"2\"}", NULL, NULL, &r);
@@ -285,7 +210,7 @@ static void test_k8s_configmap_double_create(void **state)
 static void test_k8s_configmap_missing(void **state)
 {
     struct fixture *f = fixture_get(state);
-    struct result r = {.loop = f->loop};
+    struct result r = {.loop = f->env.loop};
     cm_get(f, "no-such-configmap", &r);
     assert_int_equal(r.error, -ENOENT);
     assert_null(r.data);
@@ -298,7 +223,7 @@ static void test_k8s_configmap_missing(void **state)
 static void test_k8s_configmap_labels_and_empty_data(void **state)
 {
     struct fixture *f = fixture_get(state);
-    struct result r = {.loop = f->loop};
+    struct result r = {.loop = f->env.loop};
     /* A ConfigMap created without data reads as an empty object, not NULL. */
     cm_write(f, "empty", "{\"dropped\":null}", NULL, "{\"app\":\"derp\"}", &r);
     assert_int_equal(r.error, 0);
@@ -326,7 +251,7 @@ static void test_k8s_configmap_bad_arguments(void **state)
 {
     struct fixture *f = fixture_get(state);
     char err[DC_ERR_LEN] = "";
-    struct result r = {.loop = f->loop};
+    struct result r = {.loop = f->env.loop};
     assert_int_equal(k8s_configmap_get(f->client, NS, "Bad/Name", result_cb, &r, err), -EINVAL);
     assert_non_null(strstr(err, "Bad/Name"));
     assert_int_equal(k8s_configmap_get(f->client, "", "x", result_cb, &r, err), -EINVAL);
@@ -351,27 +276,28 @@ static void test_k8s_configmap_bad_arguments(void **state)
 static void test_k8s_configmap_garbage_answer(void **state)
 {
     struct fixture *f = fixture_get(state);
-    struct result r = {.loop = f->loop};
+    struct result r = {.loop = f->env.loop};
     /* Not JSON, then JSON of the wrong shape: no crash, -EPROTO. */
-    fault(&f->srv, "{\"action\":\"body\",\"code\":200,\"body\":\"{not json\","
-                   "\"path\":\"/configmaps/garbage$\"}");
+    fault(&f->env.srv, "{\"action\":\"body\",\"code\":200,\"body\":\"{not json\","
+                       "\"path\":\"/configmaps/garbage$\"}");
     cm_get(f, "garbage", &r);
     assert_int_equal(r.error, -EPROTO);
     assert_null(r.data);
-    fault(&f->srv, "{\"action\":\"body\",\"code\":200,\"body\":"
-                   "\"{\\\"metadata\\\":{\\\"resourceVersion\\\":7},\\\"data\\\":[1]}\","
-                   "\"path\":\"/configmaps/garbage$\"}");
+    fault(&f->env.srv, "{\"action\":\"body\",\"code\":200,\"body\":"
+                       "\"{\\\"metadata\\\":{\\\"resourceVersion\\\":7},\\\"data\\\":[1]}\","
+                       "\"path\":\"/configmaps/garbage$\"}");
     cm_get(f, "garbage", &r);
     assert_int_equal(r.error, -EPROTO);
-    fault(&f->srv, "{\"action\":\"body\",\"code\":200,\"body\":"
-                   "\"{\\\"metadata\\\":{\\\"resourceVersion\\\":\\\"7\\\"},\\\"data\\\":[1]}\","
-                   "\"path\":\"/configmaps/garbage$\"}");
+    fault(&f->env.srv,
+          "{\"action\":\"body\",\"code\":200,\"body\":"
+          "\"{\\\"metadata\\\":{\\\"resourceVersion\\\":\\\"7\\\"},\\\"data\\\":[1]}\","
+          "\"path\":\"/configmaps/garbage$\"}");
     cm_get(f, "garbage", &r);
     assert_int_equal(r.error, 0); /* data that is not an object reads as empty */
     assert_int_equal(json_object_size(r.data), 0);
     assert_string_equal(r.rv, "7");
     /* A server error is neither -ENOENT nor -EAGAIN. */
-    fault(&f->srv, "{\"action\":\"status\",\"code\":403,\"path\":\"/configmaps/garbage$\"}");
+    fault(&f->env.srv, "{\"action\":\"status\",\"code\":403,\"path\":\"/configmaps/garbage$\"}");
     cm_get(f, "garbage", &r);
     assert_int_equal(r.error, -EIO);
     assert_non_null(strstr(r.errmsg, "Forbidden"));
@@ -389,5 +315,5 @@ int main(void)
         cmocka_unit_test(test_k8s_configmap_bad_arguments),
         cmocka_unit_test(test_k8s_configmap_garbage_answer),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, k8s_env_group_teardown);
 }

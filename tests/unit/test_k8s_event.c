@@ -10,14 +10,13 @@
 #include "k8s_config.h"
 #include "k8s_http.h"
 #include "loop.h"
-#include "support/apiserver_fixture.h"
+#include "support/k8s_env.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <regex.h>
-#include <sodium.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,90 +27,37 @@
 
 #include <cmocka.h>
 
-/* Longest a loop run may take before the case fails. */
-#define GUARD_MS 15000u
-/* How often run_until() checks its condition. */
-#define POLL_MS   10u
 #define EVENTS_V1 "/apis/events.k8s.io/v1/namespaces/"
 #define CORE_V1   "/api/v1/namespaces/"
 
 struct fixture {
-    struct server srv;
-    bool has_server;
-    struct dc_loop *loop;
-    struct dc_timer guard;
-    struct dc_timer poll;
-    bool is_timed_out;
-    struct k8s_config *cfg;
-    struct k8s_client *client;
-    struct k8s_recorder *rec; /* a fresh recorder per case */
+    struct k8s_env env;        /* first: see k8s_env_fixture_new() */
+    struct k8s_client *client; /* context test (borrowed from env) */
+    struct k8s_recorder *rec;  /* a fresh recorder per case */
 };
+_Static_assert(offsetof(struct fixture, env) == 0, "k8s_env_fixture_*() take the fixture");
 
-/* --- loop helpers --- */
-
-static void guard_cb(struct dc_loop *loop, struct dc_timer *t)
+static bool is_settled(void *arg)
 {
-    struct fixture *f = t->data;
-    f->is_timed_out = true;
-    dc_loop_stop(loop);
-}
-
-static void poll_cb(struct dc_loop *loop, struct dc_timer *t)
-{
-    struct fixture *f = t->data;
-    if (k8s_recorder_pending(f->rec) == 0) {
-        dc_loop_stop(loop);
-        return;
-    }
-    dc_timer_start(loop, t, POLL_MS);
-}
-
-static void run_loop(struct fixture *f)
-{
-    f->guard = (struct dc_timer){.cb = guard_cb, .data = f};
-    dc_timer_start(f->loop, &f->guard, GUARD_MS);
-    assert_int_equal(dc_loop_run(f->loop), 0);
-    dc_timer_stop(f->loop, &f->guard);
-    assert_false(f->is_timed_out);
+    struct fixture *f = arg;
+    return k8s_recorder_pending(f->rec) == 0;
 }
 
 /* Runs the loop until every write of the recorder has been answered. */
 static void settle(struct fixture *f)
 {
-    f->poll = (struct dc_timer){.cb = poll_cb, .data = f};
-    dc_timer_start(f->loop, &f->poll, 0);
-    run_loop(f);
-    dc_timer_stop(f->loop, &f->poll);
+    assert_true(k8s_env_run_until(&f->env, is_settled, f, K8S_ENV_GUARD_MS));
     assert_int_equal(k8s_recorder_pending(f->rec), 0);
-}
-
-struct raw {
-    struct dc_loop *loop;
-    long status;
-    json_t *obj;
-};
-
-static void raw_cb(void *arg, const struct k8s_response *resp)
-{
-    struct raw *g = arg;
-    g->status = resp->status;
-    g->obj = json_loadb((const char *)resp->body.p, resp->body.len, 0, NULL);
-    dc_loop_stop(g->loop);
 }
 
 /* Sends one request through the API and returns the parsed body (caller decrefs). */
 static json_t *api(struct fixture *f, enum k8s_method m, const char *path, const char *query,
                    long *status)
 {
-    struct raw g = {.loop = f->loop};
     struct k8s_request_opts o = {.method = m, .path = path, .query = query, .timeout_ms = 10000};
-    char err[DC_ERR_LEN] = "";
-    assert_int_equal(k8s_request(f->client, &o, raw_cb, &g, NULL, err), 0);
-    run_loop(f);
-    if (status != NULL) {
-        *status = g.status;
-    }
-    return g.obj;
+    json_t *obj = NULL;
+    assert_true(k8s_env_request(&f->env, f->client, &o, status, &obj));
+    return obj;
 }
 
 /* The items of a LIST of events in ns whose object is name (either API), as a new array. */
@@ -187,52 +133,18 @@ static struct k8s_recorder_stats stats(const struct fixture *f)
 
 static int group_setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
-    if (f == NULL || sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        return -1;
-    }
+    struct fixture *f = k8s_env_fixture_new(sizeof(*f), "test_k8s_event");
     *state = f;
-    f->loop = dc_loop_new();
-    if (f->loop == NULL) {
-        return -1;
-    }
-    if (server_start(&f->srv, "test_k8s_event") < 0) {
-        print_message("[ SKIPPING ] %s\n", f->srv.why);
-        server_stop(&f->srv);
-        return 0;
-    }
-    char err[DC_ERR_LEN] = "";
-    if (k8s_config_load_kubeconfig(f->srv.kubeconfig, "test", &f->cfg, err) != 0 ||
-        k8s_client_new(f->loop, f->cfg, &f->client, err) != 0) {
-        print_error("client: %s\n", err);
-        return -1;
-    }
-    f->has_server = true;
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    struct fixture *f = *state;
-    if (f == NULL) {
-        return 0;
-    }
-    k8s_client_free(f->client);
-    k8s_config_free(f->cfg);
-    server_stop(&f->srv);
-    dc_loop_free(f->loop);
-    free(f);
-    curl_global_cleanup();
-    return 0;
+    return f != NULL ? k8s_env_add_client(&f->env, "test", &f->client) : -1;
 }
 
 static int setup(void **state)
 {
     struct fixture *f = *state;
-    if (!f->has_server) {
+    if (!f->env.has_server) {
         return 0;
     }
-    ctl(&f->srv, "DELETE", "/__test/faults", NULL, NULL);
+    ctl(&f->env.srv, "DELETE", "/__test/faults", NULL, NULL);
     char err[DC_ERR_LEN] = "";
     if (k8s_recorder_new(f->client, "derp-controller", "derp-controller-7c9f-x2x", &f->rec, err) !=
         0) {
@@ -250,22 +162,11 @@ static int teardown(void **state)
     return 0;
 }
 
-static struct fixture *fixture_get(void **state)
-{
-    struct fixture *f = *state;
-    if (!f->has_server) {
-        print_message("[ SKIPPING ] the Kubernetes API test server did not start: %s\n",
-                      f->srv.why);
-        skip();
-    }
-    return f;
-}
-
 /* --- cases --- */
 
 static void test_k8s_event_create_fields(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     struct k8s_object_ref c = cluster("eu-west");
     emit(f, &c, K8S_EVENT_WARNING, "InvalidEndpoint", "derp-endpoint: port out of range");
     settle(f);
@@ -299,7 +200,7 @@ static void test_k8s_event_create_fields(void **state)
 
 static void test_k8s_event_series(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     struct k8s_object_ref c = cluster("series-a");
     emit(f, &c, K8S_EVENT_WARNING, "InvalidEndpoint", "bad port");
     settle(f);
@@ -340,7 +241,7 @@ static void test_k8s_event_series(void **state)
 
 static void test_k8s_event_repeats_coalesce(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     struct k8s_object_ref c = cluster("burst");
     /* Five at once: one create, then the repeats that came meanwhile in one PATCH. */
     for (int i = 0; i < 5; i++) {
@@ -358,7 +259,7 @@ static void test_k8s_event_repeats_coalesce(void **state)
 
 static void test_k8s_event_deleted_is_recreated(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     struct k8s_object_ref c = cluster("deleted");
     emit(f, &c, K8S_EVENT_WARNING, "InvalidEndpoint", "bad port");
     settle(f);
@@ -384,7 +285,7 @@ static void test_k8s_event_deleted_is_recreated(void **state)
 
 static void test_k8s_event_namespaced_object(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     struct k8s_object_ref cm = {.api_version = "v1",
                                 .kind = "ConfigMap",
                                 .namespace_ = "kube-system",
@@ -405,10 +306,10 @@ static void test_k8s_event_namespaced_object(void **state)
 
 static void test_k8s_event_core_v1_fallback(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     /* events.k8s.io is not served: kube answers 404 with a Status that names no object. */
-    fault(&f->srv, "{\"action\":\"status\",\"code\":404,\"path\":\"^/apis/events.k8s.io/\","
-                   "\"count\":-1}");
+    fault(&f->env.srv, "{\"action\":\"status\",\"code\":404,\"path\":\"^/apis/events.k8s.io/\","
+                       "\"count\":-1}");
     struct k8s_object_ref c = cluster("core-a");
     emit(f, &c, K8S_EVENT_WARNING, "InvalidEndpoint", "bad port");
     settle(f);
@@ -437,7 +338,7 @@ static void test_k8s_event_core_v1_fallback(void **state)
     assert_int_equal(int_at(json_array_get(items, 0), "count", NULL), 2);
     json_decref(items);
     /* The switch is for good: no request goes to events.k8s.io any more. */
-    ctl(&f->srv, "DELETE", "/__test/faults", NULL, NULL);
+    ctl(&f->env.srv, "DELETE", "/__test/faults", NULL, NULL);
     struct k8s_object_ref d = cluster("core-b");
     emit(f, &d, K8S_EVENT_NORMAL, "Valid", "ok");
     settle(f);
@@ -453,7 +354,7 @@ static void test_k8s_event_core_v1_fallback(void **state)
 
 static void test_k8s_event_not_found_object_is_not_fallback(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     /* A 404 that names an object (a missing namespace) is a failure, not a missing API. */
     struct k8s_object_ref cm = {
         .api_version = "v1", .kind = "ConfigMap", .namespace_ = "no-such-ns", .name = "x"};
@@ -467,7 +368,7 @@ static void test_k8s_event_not_found_object_is_not_fallback(void **state)
 
 static void test_k8s_event_spam_filter(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     struct k8s_object_ref c = cluster("spammy");
     char note[64];
     for (unsigned i = 0; i < K8S_EVENT_SPAM_BURST + 1; i++) {
@@ -501,7 +402,7 @@ static void test_k8s_event_spam_filter(void **state)
 
 static void test_k8s_event_odd_names(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     char longname[254];
     memset(longname, 'a', 253);
     longname[253] = '\0';
@@ -530,7 +431,7 @@ static void test_k8s_event_odd_names(void **state)
 
 static void test_k8s_event_long_note_is_cut(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     /* 2000 bytes of two-byte characters: cut to at most 1024 bytes, on a boundary. */
     char note[2001];
     for (int i = 0; i < 2000; i += 2) {
@@ -550,9 +451,9 @@ static void test_k8s_event_long_note_is_cut(void **state)
 
 static void test_k8s_event_failure_counted(void **state)
 {
-    struct fixture *f = fixture_get(state);
-    fault(&f->srv, "{\"action\":\"status\",\"code\":403,\"method\":\"POST\","
-                   "\"path\":\"/events$\",\"count\":1}");
+    struct fixture *f = k8s_env_fixture_get(state);
+    fault(&f->env.srv, "{\"action\":\"status\",\"code\":403,\"method\":\"POST\","
+                       "\"path\":\"/events$\",\"count\":1}");
     struct k8s_object_ref c = cluster("forbidden");
     emit(f, &c, K8S_EVENT_WARNING, "InvalidEndpoint", "x");
     settle(f);
@@ -573,7 +474,7 @@ static void test_k8s_event_failure_counted(void **state)
 
 static void test_k8s_event_bad_arguments(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     struct k8s_object_ref c = cluster("x");
     assert_int_equal(k8s_event_emit(f->rec, &c, "Bogus", "R", "A", "n"), -EINVAL);
     assert_int_equal(k8s_event_emit(f->rec, &c, K8S_EVENT_NORMAL, "", "A", "n"), -EINVAL);
@@ -590,7 +491,7 @@ static void test_k8s_event_bad_arguments(void **state)
 
 static void test_k8s_event_kubectl_shows_events(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     if (access("/usr/bin/kubectl", X_OK) != 0) {
         print_message("[ SKIPPING ] no kubectl\n");
         skip();
@@ -602,7 +503,7 @@ static void test_k8s_event_kubectl_shows_events(void **state)
     snprintf(cmd, sizeof(cmd),
              "kubectl --kubeconfig %s get events -n default "
              "--field-selector involvedObject.name=kubectl-seen 2>&1",
-             f->srv.kubeconfig);
+             f->env.srv.kubeconfig);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     char out[8192];
@@ -632,5 +533,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_k8s_event_bad_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_k8s_event_kubectl_shows_events, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, k8s_env_group_teardown);
 }

@@ -10,51 +10,33 @@
 #include "buf.h"
 #include "k8s_config.h"
 #include "loop.h"
-#include "support/apiserver_fixture.h"
+#include "support/k8s_env.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <jansson.h>
-#include <limits.h>
-#include <poll.h>
-#include <signal.h>
-#include <sodium.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <setjmp.h>
 
 #include <cmocka.h>
 
-/* Longest any single loop run may take before the case fails (the slowest case waits for a
- * 1 s Retry-After). */
-#define GUARD_MS 15000u
 #define CLUSTERS "/apis/management.loft.sh/v1/clusters"
 
 /* --- loop helpers --- */
 
 struct fixture {
-    struct server srv;
-    bool has_server;
-    struct dc_loop *loop;
-    struct dc_timer guard;
-    bool is_timed_out;
-    struct k8s_config *cfg_cert;  /* context test: client certificate */
-    struct k8s_config *cfg_token; /* context test-token: bearer token */
-    struct k8s_client *cert;
-    struct k8s_client *token;
+    struct k8s_env env;       /* first: see k8s_env_fixture_new() */
+    struct k8s_client *cert;  /* context test: client certificate (borrowed from env) */
+    struct k8s_client *token; /* context test-token: bearer token (borrowed from env) */
 };
+_Static_assert(offsetof(struct fixture, env) == 0, "k8s_env_fixture_*() take the fixture");
 
 /* What a completion callback saw, copied out of the borrowed response. */
 struct result {
@@ -94,35 +76,18 @@ static void result_cb(void *arg, const struct k8s_response *resp)
     dc_loop_stop(r->loop);
 }
 
-static void guard_cb(struct dc_loop *loop, struct dc_timer *t)
-{
-    struct fixture *f = t->data;
-    f->is_timed_out = true;
-    dc_loop_stop(loop);
-}
-
-/* Runs the loop until something stops it; fails the case after GUARD_MS. */
-static void run_loop(struct fixture *f)
-{
-    f->guard = (struct dc_timer){.cb = guard_cb, .data = f};
-    dc_timer_start(f->loop, &f->guard, GUARD_MS);
-    assert_int_equal(dc_loop_run(f->loop), 0);
-    dc_timer_stop(f->loop, &f->guard);
-    assert_false(f->is_timed_out);
-}
-
 /* Sends one request and runs the loop until it completes. */
 static void request(struct fixture *f, struct k8s_client *c, const struct k8s_request_opts *o,
                     struct result *r)
 {
     result_clear(r);
-    r->loop = f->loop;
+    r->loop = f->env.loop;
     char err[DC_ERR_LEN] = "";
     int rc = k8s_request(c, o, result_cb, r, NULL, err);
     if (rc != 0) {
         fail_msg("k8s_request: %s (%s)", err, dc_strerror(rc));
     }
-    run_loop(f);
+    k8s_env_run(&f->env);
     assert_true(r->is_done);
 }
 
@@ -162,7 +127,7 @@ static void create_cluster(struct fixture *f, struct k8s_client *c, const char *
 static int new_client(struct fixture *f, struct k8s_config *cfg, struct k8s_client **out)
 {
     char err[DC_ERR_LEN] = "";
-    int rc = k8s_client_new(f->loop, cfg, out, err);
+    int rc = k8s_client_new(f->env.loop, cfg, out, err);
     if (rc != 0) {
         print_error("k8s_client_new: %s\n", err);
     }
@@ -171,59 +136,13 @@ static int new_client(struct fixture *f, struct k8s_config *cfg, struct k8s_clie
 
 static int group_setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
-    if (f == NULL || sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        return -1;
-    }
+    struct fixture *f = k8s_env_fixture_new(sizeof(*f), "test_k8s_http");
     *state = f;
-    f->loop = dc_loop_new();
-    if (f->loop == NULL) {
+    if (f == NULL || k8s_env_add_client(&f->env, "test", &f->cert) != 0 ||
+        k8s_env_add_client(&f->env, "test-token", &f->token) != 0) {
         return -1;
     }
-    if (server_start(&f->srv, "test_k8s_http") < 0) {
-        print_message("[ SKIPPING ] %s\n", f->srv.why);
-        server_stop(&f->srv);
-        return 0;
-    }
-    char err[DC_ERR_LEN] = "";
-    if (k8s_config_load_kubeconfig(f->srv.kubeconfig, "test", &f->cfg_cert, err) != 0 ||
-        k8s_config_load_kubeconfig(f->srv.kubeconfig, "test-token", &f->cfg_token, err) != 0) {
-        print_error("kubeconfig: %s\n", err);
-        return -1;
-    }
-    if (new_client(f, f->cfg_cert, &f->cert) != 0 || new_client(f, f->cfg_token, &f->token) != 0) {
-        return -1;
-    }
-    f->has_server = true;
     return 0;
-}
-
-static int group_teardown(void **state)
-{
-    struct fixture *f = *state;
-    if (f == NULL) {
-        return 0;
-    }
-    k8s_client_free(f->cert);
-    k8s_client_free(f->token);
-    k8s_config_free(f->cfg_cert);
-    k8s_config_free(f->cfg_token);
-    server_stop(&f->srv);
-    dc_loop_free(f->loop);
-    free(f);
-    curl_global_cleanup();
-    return 0;
-}
-
-static struct fixture *fixture_get(void **state)
-{
-    struct fixture *f = *state;
-    if (!f->has_server) {
-        print_message("[ SKIPPING ] the Kubernetes API test server did not start: %s\n",
-                      f->srv.why);
-        skip();
-    }
-    return f;
 }
 
 /* --- cases --- */
@@ -261,7 +180,7 @@ static void test_k8s_http_backoff(void **state)
 
 static void test_k8s_http_discovery(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     struct result r = {0};
     get(f, f->token, "/apis", &r);
     assert_int_equal(r.error, 0);
@@ -295,7 +214,7 @@ static void test_k8s_http_discovery(void **state)
 
 static void test_k8s_http_create_get(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     struct result r = {0};
     create_cluster(f, f->cert, "http-create");
     get(f, f->token, CLUSTERS "/http-create", &r);
@@ -320,7 +239,7 @@ static void test_k8s_http_create_get(void **state)
 
 static void test_k8s_http_patch(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     struct result r = {0};
     create_cluster(f, f->token, "http-patch");
     send_json(f, f->token, K8S_PATCH, CLUSTERS "/http-patch", K8S_CONTENT_MERGE_PATCH,
@@ -360,7 +279,7 @@ static void test_k8s_http_patch(void **state)
 
 static void test_k8s_http_put(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     struct result r = {0};
     create_cluster(f, f->cert, "http-put");
     get(f, f->cert, CLUSTERS "/http-put", &r);
@@ -383,7 +302,7 @@ static void test_k8s_http_put(void **state)
 
 static void test_k8s_http_delete(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     struct result r = {0};
     create_cluster(f, f->cert, "http-delete");
     send_json(f, f->token, K8S_DELETE, CLUSTERS "/http-delete", NULL, NULL, &r);
@@ -402,7 +321,7 @@ static void test_k8s_http_delete(void **state)
 
 static void test_k8s_http_not_found(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     struct result r = {0};
     get(f, f->cert, CLUSTERS "/x", &r);
     assert_int_equal(r.error, 0);
@@ -417,19 +336,19 @@ static void test_k8s_http_not_found(void **state)
 
 static void test_k8s_http_retry_after_429(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     struct result r = {0};
     create_cluster(f, f->cert, "http-429");
-    fault(&f->srv, "{\"action\":\"status\",\"code\":429,\"retryAfter\":1,\"method\":\"GET\","
-                   "\"path\":\"/clusters/http-429$\"}");
+    fault(&f->env.srv, "{\"action\":\"status\",\"code\":429,\"retryAfter\":1,\"method\":\"GET\","
+                       "\"path\":\"/clusters/http-429$\"}");
     struct k8s_request_opts o = {
         .method = K8S_GET, .path = CLUSTERS "/http-429", .timeout_ms = 10000, .retries = 3};
     request(f, f->token, &o, &r);
     assert_int_equal(r.status, 200);
     assert_int_equal(r.attempts, 2);
     /* Without retries the 429 comes back with kube's text and its Retry-After. */
-    fault(&f->srv, "{\"action\":\"status\",\"code\":429,\"retryAfter\":1,\"method\":\"GET\","
-                   "\"path\":\"/clusters/http-429$\"}");
+    fault(&f->env.srv, "{\"action\":\"status\",\"code\":429,\"retryAfter\":1,\"method\":\"GET\","
+                       "\"path\":\"/clusters/http-429$\"}");
     o.retries = 0;
     request(f, f->token, &o, &r);
     assert_int_equal(r.status, 429);
@@ -437,8 +356,8 @@ static void test_k8s_http_retry_after_429(void **state)
     assert_string_equal(r.reason, "TooManyRequests");
     assert_string_equal(r.err, "TooManyRequests: Too many requests, please try again later.");
     /* A POST answered 429 is retried too: the server did not process it. */
-    fault(&f->srv, "{\"action\":\"status\",\"code\":429,\"retryAfter\":1,\"method\":\"POST\","
-                   "\"path\":\"/clusters$\"}");
+    fault(&f->env.srv, "{\"action\":\"status\",\"code\":429,\"retryAfter\":1,\"method\":\"POST\","
+                       "\"path\":\"/clusters$\"}");
     o = (struct k8s_request_opts){
         .method = K8S_POST,
         .path = CLUSTERS,
@@ -456,11 +375,11 @@ static void test_k8s_http_retry_after_429(void **state)
 
 static void test_k8s_http_retry_500(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     struct result r = {0};
     create_cluster(f, f->cert, "http-500");
-    fault(&f->srv, "{\"action\":\"status\",\"code\":500,\"count\":2,\"method\":\"GET\","
-                   "\"path\":\"/clusters/http-500$\"}");
+    fault(&f->env.srv, "{\"action\":\"status\",\"code\":500,\"count\":2,\"method\":\"GET\","
+                       "\"path\":\"/clusters/http-500$\"}");
     struct k8s_request_opts o = {
         .method = K8S_GET, .path = CLUSTERS "/http-500", .timeout_ms = 10000, .retries = 5};
     request(f, f->cert, &o, &r);
@@ -470,8 +389,8 @@ static void test_k8s_http_retry_500(void **state)
     k8s_client_stats(f->cert, &st);
     assert_true(st.retries >= 2);
     /* Too few retries: the last 500 is reported with its Status message. */
-    fault(&f->srv, "{\"action\":\"status\",\"code\":500,\"count\":2,\"method\":\"GET\","
-                   "\"path\":\"/clusters/http-500$\"}");
+    fault(&f->env.srv, "{\"action\":\"status\",\"code\":500,\"count\":2,\"method\":\"GET\","
+                       "\"path\":\"/clusters/http-500$\"}");
     o.retries = 1;
     request(f, f->cert, &o, &r);
     assert_int_equal(r.status, 500);
@@ -479,8 +398,8 @@ static void test_k8s_http_retry_500(void **state)
     assert_string_equal(r.reason, "InternalError");
     assert_string_equal(r.err, "InternalError: Internal error occurred: injected fault");
     /* A PATCH is not idempotent: a 500 is not retried. */
-    fault(&f->srv, "{\"action\":\"status\",\"code\":500,\"method\":\"PATCH\","
-                   "\"path\":\"/clusters/http-500$\"}");
+    fault(&f->env.srv, "{\"action\":\"status\",\"code\":500,\"method\":\"PATCH\","
+                       "\"path\":\"/clusters/http-500$\"}");
     o = (struct k8s_request_opts){.method = K8S_PATCH,
                                   .path = CLUSTERS "/http-500",
                                   .body = "{\"spec\":{\"displayName\":\"p\"}}",
@@ -493,28 +412,30 @@ static void test_k8s_http_retry_500(void **state)
     assert_int_equal(r.attempts, 1);
     /* A dropped connection is retried for a GET (by libcurl itself when the dropped connection
      * was a reused one, else by us). */
-    fault(&f->srv, "{\"action\":\"reset\",\"method\":\"GET\",\"path\":\"/clusters/http-500$\"}");
+    fault(&f->env.srv,
+          "{\"action\":\"reset\",\"method\":\"GET\",\"path\":\"/clusters/http-500$\"}");
     o = (struct k8s_request_opts){
         .method = K8S_GET, .path = CLUSTERS "/http-500", .timeout_ms = 10000, .retries = 2};
     request(f, f->cert, &o, &r);
     assert_int_equal(r.status, 200);
     assert_true(r.attempts <= 2);
     /* Without retries a dropped fresh connection is reported. */
-    fault(&f->srv, "{\"action\":\"reset\",\"count\":2,\"method\":\"GET\","
-                   "\"path\":\"/clusters/http-500$\"}");
+    fault(&f->env.srv, "{\"action\":\"reset\",\"count\":2,\"method\":\"GET\","
+                       "\"path\":\"/clusters/http-500$\"}");
     o.retries = 0;
     request(f, f->cert, &o, &r);
     assert_int_equal(r.error, -ECONNRESET);
     assert_int_equal(r.attempts, 1);
-    ctl(&f->srv, "DELETE", "/__test/faults", NULL, NULL);
+    ctl(&f->env.srv, "DELETE", "/__test/faults", NULL, NULL);
     result_clear(&r);
 }
 
 static void test_k8s_http_timeout(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     struct result r = {0};
-    fault(&f->srv, "{\"action\":\"stall\",\"seconds\":3,\"path\":\"/api/v1/namespaces/stall$\"}");
+    fault(&f->env.srv,
+          "{\"action\":\"stall\",\"seconds\":3,\"path\":\"/api/v1/namespaces/stall$\"}");
     struct k8s_request_opts o = {
         .method = K8S_GET, .path = "/api/v1/namespaces/stall", .timeout_ms = 300, .retries = 3};
     request(f, f->token, &o, &r);
@@ -523,13 +444,13 @@ static void test_k8s_http_timeout(void **state)
     assert_int_equal(r.attempts, 1);
     assert_string_equal(r.err, "GET /api/v1/namespaces/stall: timed out after 300 ms");
     /* Stalled after the headers: still a timeout. */
-    fault(&f->srv, "{\"action\":\"stall\",\"seconds\":3,\"phase\":\"headers\","
-                   "\"path\":\"/api/v1/namespaces/stall$\"}");
+    fault(&f->env.srv, "{\"action\":\"stall\",\"seconds\":3,\"phase\":\"headers\","
+                       "\"path\":\"/api/v1/namespaces/stall$\"}");
     request(f, f->token, &o, &r);
     assert_int_equal(r.error, -ETIMEDOUT);
     /* A retry that would wait past the deadline is not made: the 429 is reported. */
-    fault(&f->srv, "{\"action\":\"status\",\"code\":429,\"retryAfter\":5,"
-                   "\"path\":\"/api/v1/namespaces/stall$\"}");
+    fault(&f->env.srv, "{\"action\":\"status\",\"code\":429,\"retryAfter\":5,"
+                       "\"path\":\"/api/v1/namespaces/stall$\"}");
     request(f, f->token, &o, &r);
     assert_int_equal(r.status, 429);
     assert_int_equal(r.attempts, 1);
@@ -538,7 +459,7 @@ static void test_k8s_http_timeout(void **state)
 
 static void test_k8s_http_body_limit(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     struct result r = {0};
     struct k8s_request_opts o = {
         .method = K8S_GET, .path = "/apis", .timeout_ms = 10000, .max_body_len = 64};
@@ -546,7 +467,7 @@ static void test_k8s_http_body_limit(void **state)
     assert_int_equal(r.error, -EMSGSIZE);
     assert_non_null(strstr(r.err, "over 64 bytes"));
     /* A cut body: the connection drops mid-body. */
-    fault(&f->srv, "{\"action\":\"cut\",\"afterBytes\":10,\"path\":\"^/version$\"}");
+    fault(&f->env.srv, "{\"action\":\"cut\",\"afterBytes\":10,\"path\":\"^/version$\"}");
     o = (struct k8s_request_opts){.method = K8S_GET, .path = "/version", .timeout_ms = 10000};
     request(f, f->cert, &o, &r);
     assert_int_equal(r.error, -ECONNRESET);
@@ -555,7 +476,7 @@ static void test_k8s_http_body_limit(void **state)
 
 static void test_k8s_http_bad_input(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     char err[DC_ERR_LEN] = "";
     struct k8s_request_opts o = {.method = K8S_GET, .path = "api"};
     assert_int_equal(k8s_request(f->cert, &o, result_cb, NULL, NULL, err), -EINVAL);
@@ -575,7 +496,7 @@ static void test_k8s_http_bad_input(void **state)
     /* A server that is not a URL. */
     struct k8s_config bad = {.server = "ftp://example.com"};
     struct k8s_client *c = NULL;
-    assert_int_equal(k8s_client_new(f->loop, &bad, &c, err), -EINVAL);
+    assert_int_equal(k8s_client_new(f->env.loop, &bad, &c, err), -EINVAL);
     assert_string_equal(err, "server `ftp://example.com' is not an http(s) URL");
     assert_null(c);
     k8s_client_free(NULL);
@@ -591,8 +512,9 @@ static void cancel_cb(void *arg, const struct k8s_response *resp)
 
 static void test_k8s_http_cancel(void **state)
 {
-    struct fixture *f = fixture_get(state);
-    fault(&f->srv, "{\"action\":\"stall\",\"seconds\":2,\"path\":\"/api/v1/namespaces/cancel$\"}");
+    struct fixture *f = k8s_env_fixture_get(state);
+    fault(&f->env.srv,
+          "{\"action\":\"stall\",\"seconds\":2,\"path\":\"/api/v1/namespaces/cancel$\"}");
     bool called = false;
     struct k8s_call *call = NULL;
     struct k8s_request_opts o = {.method = K8S_GET, .path = "/api/v1/namespaces/cancel"};
@@ -632,9 +554,9 @@ static struct k8s_config *load_custom(struct fixture *f, const char *cluster_ext
              "    certificate-authority: pki/ca.crt\n%s"
              "users:\n- name: u\n  user:\n%s"
              "contexts:\n- name: c\n  context: {cluster: c, user: u}\n",
-             f->srv.port, cluster_extra, user_yaml);
-    write_file(f->srv.dir, "custom.kubeconfig", text, 0600);
-    snprintf(path, sizeof(path), "%s/custom.kubeconfig", f->srv.dir);
+             f->env.srv.port, cluster_extra, user_yaml);
+    write_file(f->env.srv.dir, "custom.kubeconfig", text, 0600);
+    snprintf(path, sizeof(path), "%s/custom.kubeconfig", f->env.srv.dir);
     struct k8s_config *cfg = NULL;
     if (k8s_config_load_kubeconfig(path, NULL, &cfg, err) != 0) {
         fail_msg("custom kubeconfig: %s", err);
@@ -644,8 +566,8 @@ static struct k8s_config *load_custom(struct fixture *f, const char *cluster_ext
 
 static void test_k8s_http_token_file_rotation(void **state)
 {
-    struct fixture *f = fixture_get(state);
-    write_file(f->srv.dir, "token", f->srv.token, 0600);
+    struct fixture *f = k8s_env_fixture_get(state);
+    write_file(f->env.srv.dir, "token", f->env.srv.token, 0600);
     struct k8s_config *cfg = load_custom(f, "", "    tokenFile: token\n");
     struct k8s_client *c = NULL;
     assert_int_equal(new_client(f, cfg, &c), 0);
@@ -655,21 +577,21 @@ static void test_k8s_http_token_file_rotation(void **state)
     /* Rotate: the server learns a new token and forgets the old one; the file changes. */
     char body[256];
     snprintf(body, sizeof(body), "{\"token\":\"rotated-%s\",\"user\":\"token-user\"}",
-             f->srv.token);
-    assert_int_equal(ctl(&f->srv, "POST", "/__test/tokens", body, NULL), 200);
-    snprintf(body, sizeof(body), "{\"remove\":\"%s\"}", f->srv.token);
-    assert_int_equal(ctl(&f->srv, "POST", "/__test/tokens", body, NULL), 200);
+             f->env.srv.token);
+    assert_int_equal(ctl(&f->env.srv, "POST", "/__test/tokens", body, NULL), 200);
+    snprintf(body, sizeof(body), "{\"remove\":\"%s\"}", f->env.srv.token);
+    assert_int_equal(ctl(&f->env.srv, "POST", "/__test/tokens", body, NULL), 200);
     get(f, c, "/api/v1/namespaces/default", &r);
     assert_int_equal(r.status, 401);
     assert_string_equal(r.reason, "Unauthorized");
     char rotated[160];
-    snprintf(rotated, sizeof(rotated), "rotated-%s\n", f->srv.token);
-    write_file(f->srv.dir, "token", rotated, 0600);
+    snprintf(rotated, sizeof(rotated), "rotated-%s\n", f->env.srv.token);
+    write_file(f->env.srv.dir, "token", rotated, 0600);
     get(f, c, "/api/v1/namespaces/default", &r);
     assert_int_equal(r.status, 200);
     /* Give the original token back to the other cases. */
-    snprintf(body, sizeof(body), "{\"token\":\"%s\",\"user\":\"token-user\"}", f->srv.token);
-    assert_int_equal(ctl(&f->srv, "POST", "/__test/tokens", body, NULL), 200);
+    snprintf(body, sizeof(body), "{\"token\":\"%s\",\"user\":\"token-user\"}", f->env.srv.token);
+    assert_int_equal(ctl(&f->env.srv, "POST", "/__test/tokens", body, NULL), 200);
     result_clear(&r);
     k8s_client_free(c);
     k8s_config_free(cfg);
@@ -677,7 +599,7 @@ static void test_k8s_http_token_file_rotation(void **state)
 
 static void test_k8s_http_exec_credential(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     /* The plugin prints the token found in exec-token and counts its runs in exec-runs. */
     char script[1024];
     snprintf(script, sizeof(script),
@@ -685,14 +607,14 @@ static void test_k8s_http_exec_credential(void **state)
              "printf '{\"apiVersion\":\"client.authentication.k8s.io/v1\","
              "\"kind\":\"ExecCredential\",\"status\":{\"token\":\"%%s\"}}' "
              "\"$(cat '%s/exec-token')\"\n",
-             f->srv.dir, f->srv.dir);
-    write_file(f->srv.dir, "plugin.sh", script, 0700);
-    write_file(f->srv.dir, "exec-token", f->srv.token, 0600);
+             f->env.srv.dir, f->env.srv.dir);
+    write_file(f->env.srv.dir, "plugin.sh", script, 0700);
+    write_file(f->env.srv.dir, "exec-token", f->env.srv.token, 0600);
     char user[PATH_LEN + 128];
     snprintf(user, sizeof(user),
              "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n"
              "      command: %s/plugin.sh\n      interactiveMode: Never\n",
-             f->srv.dir);
+             f->env.srv.dir);
     struct k8s_config *cfg = load_custom(f, "", user);
     struct k8s_client *c = NULL;
     assert_int_equal(new_client(f, cfg, &c), 0);
@@ -702,7 +624,7 @@ static void test_k8s_http_exec_credential(void **state)
     get(f, c, "/api/v1/namespaces/kube-system", &r);
     assert_int_equal(r.status, 200);
     char path[PATH_LEN];
-    snprintf(path, sizeof(path), "%s/exec-runs", f->srv.dir);
+    snprintf(path, sizeof(path), "%s/exec-runs", f->env.srv.dir);
     FILE *fp = fopen(path, "r");
     assert_non_null(fp);
     size_t n = 0;
@@ -714,17 +636,18 @@ static void test_k8s_http_exec_credential(void **state)
     assert_int_equal(n, 1); /* cached: one run for two requests */
     /* The server revokes the token: the 401 makes the plugin run again. */
     char body[256];
-    snprintf(body, sizeof(body), "{\"token\":\"exec-%s\",\"user\":\"token-user\"}", f->srv.token);
-    assert_int_equal(ctl(&f->srv, "POST", "/__test/tokens", body, NULL), 200);
-    snprintf(body, sizeof(body), "{\"remove\":\"%s\"}", f->srv.token);
-    assert_int_equal(ctl(&f->srv, "POST", "/__test/tokens", body, NULL), 200);
-    snprintf(body, sizeof(body), "exec-%s", f->srv.token);
-    write_file(f->srv.dir, "exec-token", body, 0600);
+    snprintf(body, sizeof(body), "{\"token\":\"exec-%s\",\"user\":\"token-user\"}",
+             f->env.srv.token);
+    assert_int_equal(ctl(&f->env.srv, "POST", "/__test/tokens", body, NULL), 200);
+    snprintf(body, sizeof(body), "{\"remove\":\"%s\"}", f->env.srv.token);
+    assert_int_equal(ctl(&f->env.srv, "POST", "/__test/tokens", body, NULL), 200);
+    snprintf(body, sizeof(body), "exec-%s", f->env.srv.token);
+    write_file(f->env.srv.dir, "exec-token", body, 0600);
     get(f, c, "/api/v1/namespaces/default", &r);
     assert_int_equal(r.status, 200);
     assert_int_equal(r.attempts, 2);
-    snprintf(body, sizeof(body), "{\"token\":\"%s\",\"user\":\"token-user\"}", f->srv.token);
-    assert_int_equal(ctl(&f->srv, "POST", "/__test/tokens", body, NULL), 200);
+    snprintf(body, sizeof(body), "{\"token\":\"%s\",\"user\":\"token-user\"}", f->env.srv.token);
+    assert_int_equal(ctl(&f->env.srv, "POST", "/__test/tokens", body, NULL), 200);
     result_clear(&r);
     k8s_client_free(c);
     k8s_config_free(cfg);
@@ -732,10 +655,10 @@ static void test_k8s_http_exec_credential(void **state)
 
 static void test_k8s_http_tls(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     struct result r = {0};
     char user[256];
-    snprintf(user, sizeof(user), "    token: %s\n", f->srv.token);
+    snprintf(user, sizeof(user), "    token: %s\n", f->env.srv.token);
     /* tls-server-name: the server certificate names "kubernetes", not "wrong.example". */
     struct k8s_config *cfg = load_custom(f, "    tls-server-name: kubernetes\n", user);
     struct k8s_client *c = NULL;
@@ -772,7 +695,7 @@ static void test_k8s_http_tls(void **state)
 
 static void test_k8s_http_connection_refused(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     /* Port 1 on loopback: nothing listens there, so every attempt is refused. */
     struct k8s_config cfg = {.server = "https://127.0.0.1:1", .is_insecure = true};
     struct k8s_client *c = NULL;
@@ -809,5 +732,5 @@ int main(void)
         cmocka_unit_test(test_k8s_http_tls),
         cmocka_unit_test(test_k8s_http_connection_refused),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, k8s_env_group_teardown);
 }

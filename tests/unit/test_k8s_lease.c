@@ -10,14 +10,13 @@
 #include "k8s_config.h"
 #include "k8s_http.h"
 #include "loop.h"
-#include "support/apiserver_fixture.h"
+#include "support/k8s_env.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <regex.h>
-#include <sodium.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,11 +26,10 @@
 
 #include <cmocka.h>
 
-/* Longest a loop run may take before the case fails. */
+/* Longest a loop run may take before the case fails (above K8S_ENV_GUARD_MS: the slowest cases
+ * wait out a lease). */
 #define GUARD_MS 20000u
-/* How often run_until() checks its condition. */
-#define POLL_MS 10u
-#define LEASES  "/apis/coordination.k8s.io/v1/namespaces/default/leases/"
+#define LEASES   "/apis/coordination.k8s.io/v1/namespaces/default/leases/"
 /* The user of the "test" context's client certificate: faults aimed at elector A match it. */
 #define USER_A "kubernetes-admin"
 
@@ -54,18 +52,13 @@ struct obs {
 };
 
 struct fixture {
-    struct server srv;
-    bool has_server;
-    struct dc_loop *loop;
-    struct dc_timer guard;
-    struct dc_timer poll;
-    bool is_timed_out;
-    struct k8s_config *cfg_a, *cfg_b;
-    struct k8s_client *client_a, *client_b;
+    struct k8s_env env;                     /* first: see k8s_env_fixture_new() */
+    struct k8s_client *client_a, *client_b; /* contexts test and test-token (borrowed from env) */
     struct k8s_lease *a, *b;
     struct obs oa, ob;
-    bool (*pred)(struct fixture *f); /* run_until's condition */
+    bool (*pred)(struct fixture *f); /* run's condition */
 };
+_Static_assert(offsetof(struct fixture, env) == 0, "k8s_env_fixture_*() take the fixture");
 
 /* --- callbacks --- */
 
@@ -99,37 +92,20 @@ static void on_done(void *arg, int error)
 
 /* --- loop helpers --- */
 
-static void guard_cb(struct dc_loop *loop, struct dc_timer *t)
+static bool pred_holds(void *arg)
 {
-    struct fixture *f = t->data;
-    f->is_timed_out = true;
-    dc_loop_stop(loop);
-}
-
-static void poll_cb(struct dc_loop *loop, struct dc_timer *t)
-{
-    struct fixture *f = t->data;
-    if (f->pred != NULL && f->pred(f)) {
-        dc_loop_stop(loop);
-        return;
-    }
-    dc_timer_start(loop, t, POLL_MS);
+    struct fixture *f = arg;
+    return f->pred(f);
 }
 
 /* Runs the loop until pred holds (fails the case after GUARD_MS), or for ms when pred is NULL. */
 static void run(struct fixture *f, bool (*pred)(struct fixture *), uint32_t ms)
 {
     f->pred = pred;
-    f->is_timed_out = false;
-    f->poll = (struct dc_timer){.cb = poll_cb, .data = f};
-    f->guard = (struct dc_timer){.cb = guard_cb, .data = f};
-    dc_timer_start(f->loop, &f->poll, 0);
-    dc_timer_start(f->loop, &f->guard, pred != NULL ? GUARD_MS : ms);
-    assert_int_equal(dc_loop_run(f->loop), 0);
-    dc_timer_stop(f->loop, &f->poll);
-    dc_timer_stop(f->loop, &f->guard);
+    bool is_met = k8s_env_run_until(&f->env, pred != NULL ? pred_holds : NULL, f,
+                                    pred != NULL ? GUARD_MS : ms);
     if (pred != NULL) {
-        assert_false(f->is_timed_out);
+        assert_true(is_met);
     }
 }
 
@@ -158,36 +134,18 @@ static bool b_sees_a(struct fixture *f)
     return strcmp(k8s_lease_holder(f->b), "a") == 0;
 }
 
-struct raw {
-    struct dc_loop *loop;
-    long status;
-    json_t *obj;
-};
-
-static void raw_cb(void *arg, const struct k8s_response *resp)
-{
-    struct raw *g = arg;
-    g->status = resp->status;
-    g->obj = json_loadb((const char *)resp->body.p, resp->body.len, 0, NULL);
-    dc_loop_stop(g->loop);
-}
-
 /* The Lease name's spec, read through the API (caller decrefs), or NULL when it is missing. */
 static json_t *lease_spec(struct fixture *f, const char *name)
 {
     char path[256];
     snprintf(path, sizeof(path), LEASES "%s", name);
-    struct raw g = {.loop = f->loop};
     struct k8s_request_opts o = {.method = K8S_GET, .path = path, .timeout_ms = 10000};
-    char err[DC_ERR_LEN] = "";
+    long status = 0;
+    json_t *obj = NULL;
     /* Through B's client: faults in these cases aim at A's user. */
-    assert_int_equal(k8s_request(f->client_b, &o, raw_cb, &g, NULL, err), 0);
-    f->guard = (struct dc_timer){.cb = guard_cb, .data = f};
-    dc_timer_start(f->loop, &f->guard, GUARD_MS);
-    assert_int_equal(dc_loop_run(f->loop), 0);
-    dc_timer_stop(f->loop, &f->guard);
-    json_t *spec = g.status == 200 ? json_incref(json_object_get(g.obj, "spec")) : NULL;
-    json_decref(g.obj);
+    (void)k8s_env_request(&f->env, f->client_b, &o, &status, &obj);
+    json_t *spec = status == 200 ? json_incref(json_object_get(obj, "spec")) : NULL;
+    json_decref(obj);
     return spec;
 }
 
@@ -252,46 +210,13 @@ static void a_leads_b_follows(struct fixture *f, const char *name, uint32_t leas
 
 static int group_setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
-    if (f == NULL || sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        return -1;
-    }
+    struct fixture *f = k8s_env_fixture_new(sizeof(*f), "test_k8s_lease");
     *state = f;
-    f->loop = dc_loop_new();
-    if (f->loop == NULL) {
+    if (f == NULL || k8s_env_add_client(&f->env, "test", &f->client_a) != 0 ||
+        k8s_env_add_client(&f->env, "test-token", &f->client_b) != 0) {
         return -1;
     }
-    if (server_start(&f->srv, "test_k8s_lease") < 0) {
-        print_message("[ SKIPPING ] %s\n", f->srv.why);
-        server_stop(&f->srv);
-        return 0;
-    }
-    char err[DC_ERR_LEN] = "";
-    if (k8s_config_load_kubeconfig(f->srv.kubeconfig, "test", &f->cfg_a, err) != 0 ||
-        k8s_config_load_kubeconfig(f->srv.kubeconfig, "test-token", &f->cfg_b, err) != 0 ||
-        k8s_client_new(f->loop, f->cfg_a, &f->client_a, err) != 0 ||
-        k8s_client_new(f->loop, f->cfg_b, &f->client_b, err) != 0) {
-        print_error("client: %s\n", err);
-        return -1;
-    }
-    f->has_server = true;
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    struct fixture *f = *state;
-    if (f == NULL) {
-        return 0;
-    }
-    k8s_client_free(f->client_a);
-    k8s_client_free(f->client_b);
-    k8s_config_free(f->cfg_a);
-    k8s_config_free(f->cfg_b);
-    server_stop(&f->srv);
-    dc_loop_free(f->loop);
-    free(f);
-    curl_global_cleanup();
+    f->env.guard_ms = GUARD_MS;
     return 0;
 }
 
@@ -303,28 +228,17 @@ static int teardown(void **state)
     f->a = f->b = NULL;
     memset(&f->oa, 0, sizeof(f->oa));
     memset(&f->ob, 0, sizeof(f->ob));
-    if (f->has_server) {
-        ctl(&f->srv, "DELETE", "/__test/faults", NULL, NULL);
+    if (f->env.has_server) {
+        ctl(&f->env.srv, "DELETE", "/__test/faults", NULL, NULL);
     }
     return 0;
-}
-
-static struct fixture *fixture_get(void **state)
-{
-    struct fixture *f = *state;
-    if (!f->has_server) {
-        print_message("[ SKIPPING ] the Kubernetes API test server did not start: %s\n",
-                      f->srv.why);
-        skip();
-    }
-    return f;
 }
 
 /* --- cases --- */
 
 static void test_k8s_lease_first_elector_leads(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     f->a = elector(f, "a", "first", LEASE_MS);
     run(f, a_leads, 0);
     assert_int_equal(f->oa.started, 1);
@@ -353,7 +267,7 @@ static void test_k8s_lease_first_elector_leads(void **state)
 
 static void test_k8s_lease_second_waits_while_renewed(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     a_leads_b_follows(f, "second", LEASE_MS);
     assert_string_equal(f->ob.leader, "a");
     /* Longer than a lease duration: A's renewals keep B out. */
@@ -368,7 +282,7 @@ static void test_k8s_lease_second_waits_while_renewed(void **state)
 
 static void test_k8s_lease_release_hands_over(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     a_leads_b_follows(f, "release", LEASE_MS);
     assert_int_equal(k8s_lease_release(f->a, on_done, &f->oa), 0);
     assert_int_equal(k8s_lease_release(f->a, on_done, &f->oa), -EALREADY);
@@ -400,7 +314,7 @@ static void test_k8s_lease_release_hands_over(void **state)
 
 static void test_k8s_lease_release_when_not_leading(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     a_leads_b_follows(f, "release-follower", LEASE_MS);
     assert_int_equal(k8s_lease_release(f->b, on_done, &f->ob), 0);
     assert_int_equal(f->ob.done, 0);
@@ -415,7 +329,7 @@ static void test_k8s_lease_release_when_not_leading(void **state)
 
 static void test_k8s_lease_stop_without_release(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     a_leads_b_follows(f, "stop", LEASE_MS);
     k8s_lease_stop(f->a);
     f->a = NULL;
@@ -433,12 +347,12 @@ static void test_k8s_lease_stop_without_release(void **state)
 
 static void test_k8s_lease_renew_deadline_steps_down(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     const uint32_t lease_ms = 2000;
     a_leads_b_follows(f, "deadline", lease_ms);
     /* Every request of A's on the Lease fails from now on; B's go through. */
-    fault(&f->srv, "{\"action\":\"status\",\"code\":500,\"path\":\"/leases/deadline$\","
-                   "\"user\":\"" USER_A "\",\"count\":-1}");
+    fault(&f->env.srv, "{\"action\":\"status\",\"code\":500,\"path\":\"/leases/deadline$\","
+                       "\"user\":\"" USER_A "\",\"count\":-1}");
     run(f, a_stopped, 0);
     assert_false(k8s_lease_is_leader(f->a));
     assert_int_equal(f->oa.stopped, 1);
@@ -449,7 +363,7 @@ static void test_k8s_lease_renew_deadline_steps_down(void **state)
     assert_string_equal(holder_of(spec), "b");
     json_decref(spec);
     /* A goes back to campaigning; once it can talk again it follows B. */
-    ctl(&f->srv, "DELETE", "/__test/faults", NULL, NULL);
+    ctl(&f->env.srv, "DELETE", "/__test/faults", NULL, NULL);
     run(f, NULL, lease_ms);
     assert_false(k8s_lease_is_leader(f->a));
     assert_string_equal(k8s_lease_holder(f->a), "b");
@@ -458,19 +372,19 @@ static void test_k8s_lease_renew_deadline_steps_down(void **state)
 
 static void test_k8s_lease_garbage_lease(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     /* A GET answered with something that is not JSON, then one with mistyped fields. */
-    fault(&f->srv, "{\"action\":\"body\",\"code\":200,\"method\":\"GET\",\"path\":"
-                   "\"/leases/garbage$\",\"body\":\"not json\"}");
-    fault(&f->srv, "{\"action\":\"body\",\"code\":200,\"method\":\"GET\",\"path\":"
-                   "\"/leases/garbage$\",\"body\":\"{\\\"metadata\\\":{},\\\"spec\\\":"
-                   "{\\\"holderIdentity\\\":5,\\\"leaseDurationSeconds\\\":\\\"x\\\","
-                   "\\\"renewTime\\\":[]}}\"}");
+    fault(&f->env.srv, "{\"action\":\"body\",\"code\":200,\"method\":\"GET\",\"path\":"
+                       "\"/leases/garbage$\",\"body\":\"not json\"}");
+    fault(&f->env.srv, "{\"action\":\"body\",\"code\":200,\"method\":\"GET\",\"path\":"
+                       "\"/leases/garbage$\",\"body\":\"{\\\"metadata\\\":{},\\\"spec\\\":"
+                       "{\\\"holderIdentity\\\":5,\\\"leaseDurationSeconds\\\":\\\"x\\\","
+                       "\\\"renewTime\\\":[]}}\"}");
     f->a = elector(f, "a", "garbage", LEASE_MS);
     /* Nothing crashes, and A leads after both (the second is a Lease without a holder). */
     run(f, a_leads, 0);
     char *rules = NULL;
-    assert_int_equal(ctl(&f->srv, "GET", "/__test/faults", NULL, &rules), 200);
+    assert_int_equal(ctl(&f->env.srv, "GET", "/__test/faults", NULL, &rules), 200);
     json_t *pending = json_loads(rules, 0, NULL);
     free(rules);
     const json_t *list = json_is_array(pending) ? pending : json_object_get(pending, "faults");
@@ -507,7 +421,7 @@ static bool b_gone(struct fixture *f)
 
 static void test_k8s_lease_stop_in_callback(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     f->a = elector(f, "a", "stop-cb", LEASE_MS);
     run(f, a_leads, 0);
     assert_int_equal(k8s_lease_release(f->a, on_done_stop, f), 0);
@@ -541,7 +455,7 @@ static void test_k8s_lease_stop_in_callback(void **state)
 
 static void test_k8s_lease_bad_options(void **state)
 {
-    struct fixture *f = fixture_get(state);
+    struct fixture *f = k8s_env_fixture_get(state);
     struct k8s_lease *l = NULL;
     char err[DC_ERR_LEN] = "";
     struct k8s_lease_opts o = {.namespace_ = "default", .name = "x", .identity = "a"};
@@ -575,5 +489,5 @@ int main(void)
         cmocka_unit_test_teardown(test_k8s_lease_stop_in_callback, teardown),
         cmocka_unit_test_teardown(test_k8s_lease_bad_options, teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, k8s_env_group_teardown);
 }

@@ -11,49 +11,31 @@
 #include "k8s_config.h"
 #include "k8s_http.h"
 #include "loop.h"
-#include "support/apiserver_fixture.h"
+#include "support/k8s_env.h"
 
-#include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <jansson.h>
-#include <limits.h>
-#include <poll.h>
-#include <signal.h>
-#include <sodium.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <setjmp.h>
 
 #include <cmocka.h>
 
-/* Longest any single loop run may take before the case fails. */
-#define GUARD_MS 15000u
 #define CLUSTERS "/apis/management.loft.sh/v1/clusters"
 #define ANNOT    "loft.sh/derp-endpoint"
 
 /* --- fixture: one server, loop and client per case --- */
 
 struct fixture {
-    struct server srv;
-    struct dc_loop *loop;
-    struct dc_timer guard;
-    struct dc_timer poll;
-    bool is_timed_out;
+    struct k8s_env env;               /* first: see k8s_env_fixture_new() */
     bool (*until)(struct fixture *f); /* run_until()'s condition */
-    struct k8s_config *cfg;
-    struct k8s_client *client;
+    struct k8s_client *client;        /* borrowed from env */
     struct k8s_watch *watch;
     /* What the callbacks saw. */
     struct dc_buf log;    /* "add KEY\n", "update KEY\n", "delete KEY\n", "synced\n" */
@@ -70,6 +52,7 @@ struct fixture {
     bool is_request_done; /* change()'s request completed */
     long request_status;  /* and its status */
 };
+_Static_assert(offsetof(struct fixture, env) == 0, "k8s_env_fixture_*() take the fixture");
 
 static void rec_log(struct fixture *f, const char *what, const char *key)
 {
@@ -169,36 +152,17 @@ static size_t log_count(struct fixture *f, const char *line)
     return n;
 }
 
-static void guard_cb(struct dc_loop *loop, struct dc_timer *t)
+static bool until_holds(void *arg)
 {
-    struct fixture *f = t->data;
-    f->is_timed_out = true;
-    dc_loop_stop(loop);
+    struct fixture *f = arg;
+    return f->until(f);
 }
 
-static void poll_cb(struct dc_loop *loop, struct dc_timer *t)
-{
-    struct fixture *f = t->data;
-    if (f->until(f)) {
-        dc_loop_stop(loop);
-        return;
-    }
-    dc_timer_start(loop, t, 5);
-}
-
-/* Runs the loop until until(f) holds; fails the case after GUARD_MS. */
+/* Runs the loop until until(f) holds; fails the case after K8S_ENV_GUARD_MS. */
 static void run_until(struct fixture *f, bool (*until)(struct fixture *f))
 {
     f->until = until;
-    f->is_timed_out = false;
-    f->guard = (struct dc_timer){.cb = guard_cb, .data = f};
-    f->poll = (struct dc_timer){.cb = poll_cb, .data = f};
-    dc_timer_start(f->loop, &f->guard, GUARD_MS);
-    dc_timer_start(f->loop, &f->poll, 0);
-    assert_int_equal(dc_loop_run(f->loop), 0);
-    dc_timer_stop(f->loop, &f->guard);
-    dc_timer_stop(f->loop, &f->poll);
-    if (f->is_timed_out) {
+    if (!k8s_env_run_until(&f->env, until_holds, f, K8S_ENV_GUARD_MS)) {
         fail_msg("timed out; callbacks so far:\n%s", log_text(f));
     }
 }
@@ -297,7 +261,7 @@ static bool until_synced(struct fixture *f)
 static long server_rv(struct fixture *f)
 {
     char *body = NULL;
-    assert_int_equal(ctl(&f->srv, "GET", "/__test/state", NULL, &body), 200);
+    assert_int_equal(ctl(&f->env.srv, "GET", "/__test/state", NULL, &body), 200);
     json_t *doc = json_loads(body, 0, NULL);
     free(body);
     assert_non_null(doc);
@@ -311,7 +275,7 @@ static long server_rv(struct fixture *f)
 static char *logged_queries(struct fixture *f, bool is_watch)
 {
     char *body = NULL;
-    assert_int_equal(ctl(&f->srv, "GET", "/__test/requests", NULL, &body), 200);
+    assert_int_equal(ctl(&f->env.srv, "GET", "/__test/requests", NULL, &body), 200);
     json_t *doc = json_loads(body, 0, NULL);
     free(body);
     assert_non_null(doc);
@@ -341,24 +305,17 @@ static char *logged_queries(struct fixture *f, bool is_watch)
 
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
-    if (f == NULL || sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    struct fixture *f = k8s_env_fixture_new(sizeof(*f), "test_k8s_watch");
+    *state = f;
+    if (f == NULL) {
         return -1;
     }
-    *state = f;
+    f->env.poll_ms = 5;
     dc_buf_init(&f->log, 1u << 20);
     dc_buf_init(&f->errlog, 1u << 20);
     f->objs = json_object();
     f->olds = json_object();
-    f->loop = dc_loop_new();
-    if (f->loop == NULL || f->objs == NULL || f->olds == NULL) {
-        return -1;
-    }
-    if (server_start(&f->srv, "test_k8s_watch") < 0) {
-        server_stop(&f->srv);
-        return 0; /* the case skips */
-    }
-    return 0;
+    return f->objs != NULL && f->olds != NULL ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -368,34 +325,20 @@ static int teardown(void **state)
         return 0;
     }
     k8s_watch_stop(f->watch);
-    k8s_client_free(f->client);
-    k8s_config_free(f->cfg);
-    server_stop(&f->srv);
-    dc_loop_free(f->loop);
     dc_buf_deinit(&f->log);
     dc_buf_deinit(&f->errlog);
     json_decref(f->objs);
     json_decref(f->olds);
-    free(f);
-    curl_global_cleanup();
+    k8s_env_fixture_free(f);
     return 0;
 }
 
 /* Connects with the given kubeconfig context ("test": client certificate, "test-token"). */
 static struct fixture *fixture_get(void **state, const char *context)
 {
-    struct fixture *f = *state;
-    if (f->srv.pid <= 0) {
-        print_message("[ SKIPPING ] the Kubernetes API test server did not start: %s\n",
-                      f->srv.why);
-        skip();
-    }
-    char err[DC_ERR_LEN] = "";
-    if (k8s_config_load_kubeconfig(f->srv.kubeconfig, context, &f->cfg, err) != 0) {
-        fail_msg("kubeconfig: %s", err);
-    }
-    if (k8s_client_new(f->loop, f->cfg, &f->client, err) != 0) {
-        fail_msg("k8s_client_new: %s", err);
+    struct fixture *f = k8s_env_fixture_get(state);
+    if (k8s_env_add_client(&f->env, context, &f->client) != 0) {
+        fail_msg("no client for context `%s'", context);
     }
     return f;
 }
@@ -408,7 +351,7 @@ static void test_k8s_watch_list_paginated(void **state)
     create(f, "a1", "a1.example.com");
     create(f, "a2", "a2.example.com");
     create(f, "a3", "a3.example.com");
-    assert_int_equal(ctl(&f->srv, "DELETE", "/__test/requests", NULL, NULL), 200);
+    assert_int_equal(ctl(&f->env.srv, "DELETE", "/__test/requests", NULL, NULL), 200);
     start_watch(f, 2);
     run_until(f, until_synced);
     assert_string_equal(log_text(f), "add a1\nadd a2\nadd a3\nsynced\n");
@@ -429,7 +372,7 @@ static void test_k8s_watch_list_paginated(void **state)
 static bool until_a_watch_is_open(struct fixture *f)
 {
     char *body = NULL;
-    assert_int_equal(ctl(&f->srv, "GET", "/__test/state", NULL, &body), 200);
+    assert_int_equal(ctl(&f->env.srv, "GET", "/__test/state", NULL, &body), 200);
     bool is_open = strstr(body, CLUSTERS) != NULL;
     free(body);
     return is_open;
@@ -515,7 +458,7 @@ static void test_k8s_watch_events(void **state)
     assert_non_null(k8s_watch_get(f->watch, "e4"));
     /* The watch went on from the list's resourceVersion with bookmarks. */
     char *body = NULL;
-    assert_int_equal(ctl(&f->srv, "GET", "/__test/state", NULL, &body), 200);
+    assert_int_equal(ctl(&f->env.srv, "GET", "/__test/state", NULL, &body), 200);
     json_t *doc = json_loads(body, 0, NULL);
     free(body);
     const char *query = json_string_value(
@@ -555,17 +498,17 @@ static void test_k8s_watch_cut_resume(void **state)
     run_until(f, until_a_watch_is_open);
     /* The next watch is cut 120 bytes into its stream, inside the first event's object; then
      * end the current one cleanly so the client opens that next one. */
-    fault(&f->srv, "{\"action\":\"cut\",\"afterBytes\":120,\"watch\":true,"
-                   "\"path\":\"/apis/management.loft.sh/v1/clusters$\"}");
-    assert_int_equal(ctl(&f->srv, "POST", "/__test/close-watches", "{\"mode\":\"clean\"}", NULL),
-                     200);
+    fault(&f->env.srv, "{\"action\":\"cut\",\"afterBytes\":120,\"watch\":true,"
+                       "\"path\":\"/apis/management.loft.sh/v1/clusters$\"}");
+    assert_int_equal(
+        ctl(&f->env.srv, "POST", "/__test/close-watches", "{\"mode\":\"clean\"}", NULL), 200);
     create(f, "c4", "c4.example.com");
     annotate(f, "c1", "c1.moved.example.com");
     delete (f, "c3");
     run_until(f, until_cut_changes_seen);
     /* A cut between events (TCP dropped, no final chunk) while changes go on. */
     run_until(f, until_a_watch_is_open);
-    assert_int_equal(ctl(&f->srv, "POST", "/__test/close-watches", "{\"mode\":\"cut\"}", NULL),
+    assert_int_equal(ctl(&f->env.srv, "POST", "/__test/close-watches", "{\"mode\":\"cut\"}", NULL),
                      200);
     create(f, "c5", "c5.example.com");
     annotate(f, "c2", "c2.moved.example.com");
@@ -616,22 +559,22 @@ static void test_k8s_watch_relist_after_410(void **state)
     run_until(f, until_synced);
     run_until(f, until_a_watch_is_open);
     /* Outage: every watch answers 503 from now on, and the open one is dropped. */
-    fault(&f->srv, "{\"action\":\"status\",\"code\":503,\"count\":-1,\"watch\":true}");
-    assert_int_equal(ctl(&f->srv, "POST", "/__test/close-watches", "{\"mode\":\"cut\"}", NULL),
+    fault(&f->env.srv, "{\"action\":\"status\",\"code\":503,\"count\":-1,\"watch\":true}");
+    assert_int_equal(ctl(&f->env.srv, "POST", "/__test/close-watches", "{\"mode\":\"cut\"}", NULL),
                      200);
     run_until(f, until_watch_failed_twice);
     /* Meanwhile the collection changes, and the history of those changes is compacted. */
     delete (f, "r2");
     create(f, "r4", "r4.example.com");
     annotate(f, "r1", "r1.moved.example.com");
-    assert_int_equal(ctl(&f->srv, "POST", "/__test/compact", "{}", NULL), 200);
+    assert_int_equal(ctl(&f->env.srv, "POST", "/__test/compact", "{}", NULL), 200);
     /* The store is kept through the outage. */
     assert_int_equal(k8s_watch_count(f->watch), 3);
     assert_non_null(k8s_watch_get(f->watch, "r2"));
     assert_string_equal(log_text(f), "add r1\nadd r2\nadd r3\nsynced\n");
     /* The API comes back: the watch from the old resourceVersion gets 410, the relist's diff
      * reports what happened meanwhile. */
-    assert_int_equal(ctl(&f->srv, "DELETE", "/__test/faults", NULL, NULL), 200);
+    assert_int_equal(ctl(&f->env.srv, "DELETE", "/__test/faults", NULL, NULL), 200);
     run_until(f, until_relisted);
     assert_int_equal(log_count(f, "delete r2"), 1);
     assert_int_equal(log_count(f, "add r4"), 1);
@@ -646,8 +589,8 @@ static void test_k8s_watch_relist_after_410(void **state)
     /* An ERROR event with a 410 Status on a live watch: relist, nothing changed, no callbacks. */
     run_until(f, until_a_watch_is_open);
     size_t before = f->adds + f->updates + f->deletes;
-    assert_int_equal(ctl(&f->srv, "POST", "/__test/close-watches", "{\"mode\":\"error410\"}", NULL),
-                     200);
+    assert_int_equal(
+        ctl(&f->env.srv, "POST", "/__test/close-watches", "{\"mode\":\"error410\"}", NULL), 200);
     run_until(f, until_second_relist);
     k8s_watch_stats(f->watch, &st);
     assert_int_equal(st.relists, 2);
@@ -672,7 +615,7 @@ static void test_k8s_watch_bookmark(void **state)
     change(f, K8S_POST, "/api/v1/namespaces/default/configmaps", NULL,
            "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"bm\"}}");
     long rv = server_rv(f);
-    assert_int_equal(ctl(&f->srv, "POST", "/__test/bookmark", NULL, NULL), 200);
+    assert_int_equal(ctl(&f->env.srv, "POST", "/__test/bookmark", NULL, NULL), 200);
     run_until(f, until_bookmarked);
     char want[32];
     snprintf(want, sizeof(want), "%ld", rv);
@@ -693,11 +636,11 @@ static void test_k8s_watch_list_errors(void **state)
     create(f, "l3", "l3.example.com");
     /* The first LIST fails; the second page of the next one finds its continue token expired:
      * the watch lists everything without pages. */
-    fault(&f->srv, "{\"action\":\"status\",\"code\":500,\"watch\":false,\"method\":\"GET\","
-                   "\"path\":\"/clusters$\"}");
-    fault(&f->srv, "{\"action\":\"status\",\"code\":410,\"reason\":\"Expired\","
-                   "\"watch\":false,\"query\":\"continue=\",\"path\":\"/clusters$\"}");
-    assert_int_equal(ctl(&f->srv, "DELETE", "/__test/requests", NULL, NULL), 200);
+    fault(&f->env.srv, "{\"action\":\"status\",\"code\":500,\"watch\":false,\"method\":\"GET\","
+                       "\"path\":\"/clusters$\"}");
+    fault(&f->env.srv, "{\"action\":\"status\",\"code\":410,\"reason\":\"Expired\","
+                       "\"watch\":false,\"query\":\"continue=\",\"path\":\"/clusters$\"}");
+    assert_int_equal(ctl(&f->env.srv, "DELETE", "/__test/requests", NULL, NULL), 200);
     start_watch(f, 2);
     run_until(f, until_synced_after_errors);
     assert_string_equal(log_text(f), "add l1\nadd l2\nadd l3\nsynced\n");
