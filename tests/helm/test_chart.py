@@ -157,7 +157,9 @@ def test_deployment_command_env_ports_probes():
     eq(c["command"], ["derp-controller"], "command")
     eq(c["args"], ["--relay", "--central-endpoint", "derp-controller.vcluster-platform.svc.cluster.local:80",
                    "--listen", ":8080", "--relay-listen", ":3340", "--stun-listen", ":3478",
-                   "--key-file", "/var/lib/derp/derp-relay.key", "--mesh-key-file", "/etc/derp-mesh/mesh-key"],
+                   "--key-file", "/var/lib/derp/derp-relay.key", "--mesh-key-file", "/etc/derp-mesh/mesh-key",
+                   "--mesh-service", "derp-controller", "--mesh-port-name", "derp",
+                   "--mesh-peers-file", "/var/lib/derp/mesh-peers"],
        "args (no --kubeconfig: in-cluster config)")
     env = env_of(c)
     eq(env["POD_NAMESPACE"]["valueFrom"], {"fieldRef": {"fieldPath": "metadata.namespace"}}, "POD_NAMESPACE")
@@ -294,7 +296,9 @@ def test_mesh_discovery():
     args = container(docs(render("--set", "mesh.discovery=true,replicas=2")))["args"]
     eq(args[-6:], ["--mesh-service", "derp-controller", "--mesh-port-name", "derp",
                    "--mesh-peers-file", "/var/lib/derp/mesh-peers"], "mesh discovery flags")
-    check("--mesh-service" not in container(docs(render()))["args"], "off by default")
+    check("--mesh-service" in container(docs(render()))["args"], "on by default")
+    check("--mesh-service" not in container(docs(render("--set", "mesh.discovery=false")))["args"],
+          "mesh.discovery=false turns it off")
 
 
 def test_services():
