@@ -21,11 +21,15 @@ enum target_state { STATE_UNKNOWN, STATE_UP, STATE_DOWN };
 struct target {
     struct relay_probes *rp; /* owner */
     char *name;
-    char *uid; /* or NULL */
-    struct derp_map_node node;
+    char *uid;  /* or NULL */
+    char *host; /* HostName */
+    uint32_t region_id;
+    uint16_t port; /* DERPPort, 0 = 443 */
+    bool is_ipv4, is_ipv6;
     bool is_insecure;
     bool is_in_flight;
-    bool is_kept; /* set_targets' mark */
+    uint64_t due_ms; /* dc_now_ms() when the next probe is due */
+    bool is_kept;    /* set_targets' mark */
     enum target_state state;
     int64_t rtt_us;           /* last measured, -1 before */
     char pin[DC_TLS_PIN_LEN]; /* last pin seen, "" before */
@@ -36,6 +40,8 @@ struct relay_probes {
     struct derp_prober *prober;
     struct target **v; /* sorted by name */
     size_t n;
+    size_t cursor;    /* where pump() goes on walking v */
+    size_t in_flight; /* probes submitted, not answered */
     struct dc_timer tick;
     uint64_t probes;
     uint64_t failures[STAGES];
@@ -47,27 +53,68 @@ struct relay_probes {
 static void on_result(void *data, const struct derp_map_node *node,
                       const struct derp_probe_result *r);
 
-static void submit(struct relay_probes *rp, struct target *t)
+/* The node a Tailscale client would see for t (no STUN). */
+static void fill_node(struct derp_map_node *node, const struct target *t)
 {
-    if (t->is_in_flight) {
-        return; /* one probe per relay at a time */
+    memset(node, 0, sizeof(*node));
+    node->region_id = t->region_id;
+    snprintf(node->region_code, sizeof(node->region_code), "%s", t->name);
+    snprintf(node->region_name, sizeof(node->region_name), "%s", t->name);
+    snprintf(node->name, sizeof(node->name), "%ua", t->region_id);
+    snprintf(node->host_name, sizeof(node->host_name), "%s", t->host);
+    if (t->is_ipv4) {
+        snprintf(node->ipv4, sizeof(node->ipv4), "%s", t->host);
     }
+    if (t->is_ipv6) {
+        snprintf(node->ipv6, sizeof(node->ipv6), "%s", t->host);
+    }
+    node->derp_port = t->port;
+    node->stun_port = -1;
+    node->is_insecure_for_tests = t->is_insecure;
+}
+
+/* Starts a probe of t unless one runs or RELAY_PROBES_MAX_IN_FLIGHT do. */
+static bool submit(struct relay_probes *rp, struct target *t)
+{
+    if (t->is_in_flight || rp->in_flight >= RELAY_PROBES_MAX_IN_FLIGHT) {
+        return false;
+    }
+    struct derp_map_node node;
+    fill_node(&node, t);
     struct derp_probe_opts po = {.timeout_ms = (int)rp->o.timeout_ms,
                                  .is_plain_http = rp->o.is_plain_http,
                                  .is_insecure = t->is_insecure,
                                  .skip_stun = true};
-    if (derp_prober_submit(rp->prober, &t->node, &po, on_result, t) == 0) {
-        t->is_in_flight = true;
+    if (derp_prober_submit(rp->prober, &node, &po, on_result, t) < 0) {
+        return false;
+    }
+    t->is_in_flight = true;
+    rp->in_flight++;
+    return true;
+}
+
+/* Starts the probes that are due, walking on from where the last walk
+ * stopped, until RELAY_PROBES_MAX_IN_FLIGHT run: probes of many relays are
+ * spread over the interval instead of starting all at once. */
+static void pump(struct relay_probes *rp)
+{
+    uint64_t now = dc_now_ms();
+    for (size_t k = 0; k < rp->n && rp->in_flight < RELAY_PROBES_MAX_IN_FLIGHT; k++) {
+        if (rp->cursor >= rp->n) {
+            rp->cursor = 0;
+        }
+        struct target *t = rp->v[rp->cursor++];
+        if (t->due_ms <= now) {
+            submit(rp, t);
+        }
     }
 }
 
 static void tick_cb(struct dc_loop *loop, struct dc_timer *timer)
 {
     struct relay_probes *rp = timer->data;
-    for (size_t i = 0; i < rp->n; i++) {
-        submit(rp, rp->v[i]);
-    }
-    dc_timer_start(loop, &rp->tick, rp->o.interval_ms);
+    pump(rp);
+    dc_timer_start(loop, &rp->tick, RELAY_PROBES_TICK_MS);
 }
 
 static void count_rtt(struct relay_probes *rp, int64_t rtt_us)
@@ -93,12 +140,12 @@ static void note_state(struct relay_probes *rp, struct target *t, bool up, const
     }
     if (up) {
         dc_log(was == STATE_UNKNOWN ? DC_LOG_DEBUG : DC_LOG_INFO, "derp-probe",
-               "relay of cluster %s (%s:%d) is %s: packet round trip %.1f ms", t->name,
-               t->node.host_name, t->node.derp_port ? t->node.derp_port : 443,
-               was == STATE_UNKNOWN ? "up" : "healthy again", (double)t->rtt_us / 1000.0);
+               "relay of cluster %s (%s:%u) is %s: packet round trip %.1f ms", t->name, t->host,
+               t->port ? t->port : 443u, was == STATE_UNKNOWN ? "up" : "healthy again",
+               (double)t->rtt_us / 1000.0);
     } else {
-        dc_log(DC_LOG_WARN, "derp-probe", "relay of cluster %s (%s:%d) is unreachable: %s", t->name,
-               t->node.host_name, t->node.derp_port ? t->node.derp_port : 443, why);
+        dc_log(DC_LOG_WARN, "derp-probe", "relay of cluster %s (%s:%u) is unreachable: %s", t->name,
+               t->host, t->port ? t->port : 443u, why);
     }
     if (rp->o.on_state != NULL && !(up && was == STATE_UNKNOWN)) {
         rp->o.on_state(rp->o.arg, t->name, t->uid, up, why);
@@ -128,6 +175,8 @@ static void on_result(void *data, const struct derp_map_node *node,
     struct target *t = data;
     struct relay_probes *rp = t->rp;
     t->is_in_flight = false;
+    rp->in_flight--;
+    t->due_ms = dc_now_ms() + rp->o.interval_ms;
     rp->probes++;
     if (r->ok) {
         t->rtt_us = r->rtt_us;
@@ -138,13 +187,18 @@ static void on_result(void *data, const struct derp_map_node *node,
     /* A pin is read whenever TLS completed, even when a later stage failed. */
     note_pin(rp, t, r->cert_pin);
     note_state(rp, t, r->ok, r->error);
+    pump(rp);
 }
 
 static void target_free(struct relay_probes *rp, struct target *t)
 {
-    derp_prober_cancel(rp->prober, t);
+    if (t->is_in_flight) {
+        derp_prober_cancel(rp->prober, t);
+        rp->in_flight--;
+    }
     free(t->name);
     free(t->uid);
+    free(t->host);
     free(t);
 }
 
@@ -172,41 +226,34 @@ static struct target *find(const struct relay_probes *rp, const char *name)
     return NULL;
 }
 
-/* The node a Tailscale client would see for target in (no STUN). */
-static void fill_node(struct derp_map_node *node, const struct relay_target *in)
+/* Updates t from in; returns whether where or how to reach it changed
+ * (then its pin is read afresh and it is probed at once), or -ENOMEM. */
+static int target_update(struct target *t, const struct relay_target *in)
 {
-    memset(node, 0, sizeof(*node));
-    node->region_id = in->region_id;
-    snprintf(node->region_code, sizeof(node->region_code), "%s", in->name);
-    snprintf(node->region_name, sizeof(node->region_name), "%s", in->name);
-    snprintf(node->name, sizeof(node->name), "%ua", in->region_id);
-    snprintf(node->host_name, sizeof(node->host_name), "%s", in->host);
-    if (in->is_ipv4) {
-        snprintf(node->ipv4, sizeof(node->ipv4), "%s", in->host);
-    }
-    if (in->is_ipv6) {
-        snprintf(node->ipv6, sizeof(node->ipv6), "%s", in->host);
-    }
-    node->derp_port = in->port;
-    node->stun_port = -1;
-    node->is_insecure_for_tests = in->is_insecure;
-}
-
-/* Updates t from in; returns whether where or how to reach it changed. */
-static bool target_update(struct target *t, const struct relay_target *in)
-{
-    struct derp_map_node node;
-    fill_node(&node, in);
-    bool moved = memcmp(&node, &t->node, sizeof(node)) != 0 || t->is_insecure != in->is_insecure;
-    t->node = node;
-    t->is_insecure = in->is_insecure;
-    if (moved) {
-        t->pin[0] = '\0'; /* another relay, maybe: read its pin afresh */
-        t->state = STATE_UNKNOWN;
+    bool moved = t->host == NULL || strcmp(t->host, in->host) != 0 || t->port != in->port ||
+                 t->region_id != in->region_id || t->is_insecure != in->is_insecure;
+    char *uid = in->uid != NULL ? strdup(in->uid) : NULL;
+    char *host = moved ? strdup(in->host) : NULL;
+    if ((in->uid != NULL && uid == NULL) || (moved && host == NULL)) {
+        free(uid);
+        free(host);
+        return -ENOMEM;
     }
     free(t->uid);
-    t->uid = in->uid != NULL ? strdup(in->uid) : NULL;
-    return moved;
+    t->uid = uid;
+    if (moved) {
+        free(t->host);
+        t->host = host;
+        t->region_id = in->region_id;
+        t->port = in->port;
+        t->is_ipv4 = in->is_ipv4;
+        t->is_ipv6 = in->is_ipv6;
+        t->is_insecure = in->is_insecure;
+        t->pin[0] = '\0'; /* another relay, maybe */
+        t->state = STATE_UNKNOWN;
+        t->due_ms = 0;
+    }
+    return moved ? 1 : 0;
 }
 
 static struct target *target_new(struct relay_probes *rp, const struct relay_target *in)
@@ -218,8 +265,11 @@ static struct target *target_new(struct relay_probes *rp, const struct relay_tar
     }
     t->rp = rp;
     t->rtt_us = -1;
-    target_update(t, in);
-    t->state = STATE_UNKNOWN;
+    if (target_update(t, in) < 0) {
+        free(t->name);
+        free(t);
+        return NULL;
+    }
     return t;
 }
 
@@ -240,15 +290,13 @@ void relay_probes_set_targets(struct relay_probes *rp, const struct relay_target
         if (is_new && (t = target_new(rp, &in[i])) == NULL) {
             continue;
         }
-        bool moved = !is_new && target_update(t, &in[i]);
+        bool moved = !is_new && target_update(t, &in[i]) > 0;
         t->is_kept = true;
         v[nv++] = t;
-        if (is_new || moved) {
-            if (moved && t->is_in_flight) {
-                derp_prober_cancel(rp->prober, t); /* its answer is about the old address */
-                t->is_in_flight = false;
-            }
-            submit(rp, t);
+        if (moved && t->is_in_flight) {
+            derp_prober_cancel(rp->prober, t); /* its answer is about the old address */
+            t->is_in_flight = false;
+            rp->in_flight--;
         }
     }
     for (size_t i = 0; i < rp->n; i++) {
@@ -265,6 +313,8 @@ void relay_probes_set_targets(struct relay_probes *rp, const struct relay_target
     free(rp->v);
     rp->v = v;
     rp->n = nv;
+    rp->cursor = 0;
+    pump(rp); /* new and moved relays are due at once */
 }
 
 int relay_probes_new(const struct relay_probes_opts *o, struct relay_probes **out, char *err)
@@ -286,7 +336,7 @@ int relay_probes_new(const struct relay_probes_opts *o, struct relay_probes **ou
         return rc;
     }
     rp->tick = (struct dc_timer){.cb = tick_cb, .data = rp};
-    dc_timer_start(o->loop, &rp->tick, rp->o.interval_ms);
+    dc_timer_start(o->loop, &rp->tick, RELAY_PROBES_TICK_MS);
     *out = rp;
     return 0;
 }
@@ -301,6 +351,7 @@ void relay_probes_free(struct relay_probes *rp)
     for (size_t i = 0; i < rp->n; i++) {
         free(rp->v[i]->name);
         free(rp->v[i]->uid);
+        free(rp->v[i]->host);
         free(rp->v[i]);
     }
     free(rp->v);
@@ -326,7 +377,7 @@ static void region_metric(struct dc_buf *out, const char *metric, const struct t
 {
     dc_buf_printf(out, "%s{region=\"", metric);
     label_value(out, t->name);
-    dc_buf_printf(out, "\",region_id=\"%u\"} %g\n", t->node.region_id, value);
+    dc_buf_printf(out, "\",region_id=\"%u\"} %g\n", t->region_id, value);
 }
 
 void relay_probes_metrics(void *arg, struct dc_buf *out)

@@ -3,7 +3,9 @@
  * After each map the controller hands over its cluster regions (targets).
  * Every interval each target gets one probe on derp_prober's worker threads
  * (TCP, TLS, DERP login of two fresh keys, a packet there and back; no STUN:
- * cluster regions have none), never two at once for one target. Results come
+ * cluster regions have none), never two at once for one target and at most
+ * RELAY_PROBES_MAX_IN_FLIGHT in all: a new or moved relay is due at once, and
+ * each is due again an interval after its last answer. Results come
  * back on the loop: the up/down state, the RTT, failures by stage, all in
  * /metrics; a change of state (and the first result) goes to on_state, which
  * logs it and, in Kubernetes, records an Event on the Cluster.
@@ -33,6 +35,12 @@ struct relay_probes;
 #define RELAY_PROBES_DEFAULT_TIMEOUT_MS  5000u
 /* Worker threads: probes are mostly waiting on the network. */
 #define RELAY_PROBES_THREADS 4u
+/* Probes started and not answered at most: with thousands of relays the
+ * probes are spread over the interval instead of all starting (and holding
+ * memory, and resolving names) at once. */
+#define RELAY_PROBES_MAX_IN_FLIGHT 16u
+/* How often due probes are looked for. */
+#define RELAY_PROBES_TICK_MS 100u
 /* RTT histogram bucket bounds, in seconds (Prometheus le labels). */
 #define RELAY_PROBES_RTT_BUCKETS 10
 
