@@ -358,8 +358,11 @@ static int load_config(struct kube_mode *km, const struct kube_mode_opts *o, cha
     int rc = o->kubeconfig != NULL
                  ? k8s_config_load_kubeconfig(o->kubeconfig, o->context, &km->cfg, why)
                  : k8s_config_load_in_cluster(NULL, &km->cfg, why);
-    if (rc < 0) {
-        return dc_err_set(err, rc, "%s: %s", o->kubeconfig ? "--kubeconfig" : "in-cluster config",
+    if (rc < 0 && o->kubeconfig != NULL) {
+        return dc_err_set(err, rc, "--kubeconfig: %s", why);
+    }
+    if (rc < 0) { /* why names the in-cluster config already */
+        return dc_err_set(err, rc, "%s (outside a pod: --kubeconfig PATH or --clusters-dir DIR)",
                           why);
     }
     if (km->cfg->is_insecure) {
