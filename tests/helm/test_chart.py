@@ -18,20 +18,20 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
-import queue
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 CHART = os.path.join(ROOT, "manifests")
 RUN = os.path.join(ROOT, "tests", "apiserver", "run")
 NS = "vcluster-platform"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "system"))
+import k8stest  # noqa: E402
+
 VERBOSE = "-v" in sys.argv
 ONLY = sys.argv[sys.argv.index("-k") + 1] if "-k" in sys.argv else None
 KUBECTL = os.environ.get("KUBECTL") or shutil.which("kubectl")
@@ -462,59 +462,13 @@ def test_values_all_typed():
 
 # ----------------------------------------------------------------------------- kubectl apply
 
-class LineReader:
-    def __init__(self, pipe):
-        self.q = queue.Queue()
-        threading.Thread(target=self._run, args=(pipe,), daemon=True).start()
-
-    def _run(self, pipe):
-        for line in iter(pipe.readline, ""):
-            self.q.put(line)
-        self.q.put(None)
-
-    def get(self, timeout):
-        try:
-            return self.q.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-
-class Server:
-    def __init__(self, workdir):
-        self.kubeconfig = os.path.join(workdir, "kubeconfig")
-        self.home = os.path.join(workdir, "home")
-        os.makedirs(self.home, exist_ok=True)
-        self.errlog = open(os.path.join(workdir, "server.log"), "w")
-        self.proc = subprocess.Popen([sys.executable, RUN, "--port", "0", "--kubeconfig-out", self.kubeconfig,
-                                      "--pki-dir", os.path.join(workdir, "pki")],
-                                     stdout=subprocess.PIPE, stderr=self.errlog, text=True)
-        lines = LineReader(self.proc.stdout)
-        deadline = time.time() + 30
-        while True:
-            line = lines.get(max(0.0, deadline - time.time()))
-            if line is None:
-                self.stop()
-                raise RuntimeError("test apiserver did not become ready; see %s" % self.errlog.name)
-            if line.strip() == "ready":
-                break
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.errlog.close()
+class Server(k8stest.ApiServer):
+    """The API test server (tests/system/k8stest.py) with this file's kubectl conventions."""
 
     def kubectl(self, *args, stdin=None, ok=True):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBECTL_") and k != "KUBECONFIG"}
-        env["HOME"] = self.home
-        cmd = [KUBECTL, "--kubeconfig", self.kubeconfig] + list(args)
         if VERBOSE:
             print("  $ kubectl " + " ".join(args))
-        p = subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=env, timeout=60)
+        p = self.run_kubectl(*args, stdin=stdin)
         if VERBOSE:
             print(p.stdout + p.stderr)
         if ok and p.returncode != 0:
@@ -525,57 +479,56 @@ class Server:
 def test_kubectl_apply_to_api_server():
     if not KUBECTL:
         raise Skip("kubectl not found")
-    with tempfile.TemporaryDirectory() as d:
-        srv = Server(d)
-        try:
-            srv.kubectl("create", "namespace", NS)
-            p = srv.kubectl("apply", "-f", "-", stdin=render("--include-crds"))
-            for s in ("customresourcedefinition.apiextensions.k8s.io/clusters.management.loft.sh",
-                      "deployment.apps/derp-controller created", "serviceaccount/derp-controller created",
-                      "secret/derp-controller-mesh created", "service/derp-controller created",
-                      "service/derp-controller-stun created", "role.rbac.authorization.k8s.io/derp-controller created",
-                      "rolebinding.rbac.authorization.k8s.io/derp-controller created",
-                      "clusterrole.rbac.authorization.k8s.io/vcluster-platform-derp-controller created",
-                      "clusterrolebinding.rbac.authorization.k8s.io/vcluster-platform-derp-controller created",
-                      "poddisruptionbudget.policy/derp-controller created"):
-                check(s in p.stdout, "apply output has %r:\n%s" % (s, p.stdout))
-            # an upgrade: Ingress on, 3 replicas, DERP logs on (kubectl's strategic merge patches)
-            p = srv.kubectl("apply", "-f", "-", stdin=render(
-                "--set", "ingress.enabled=true,ingress.host=eu-west-cluster.example.com,replicas=3,logging.derp=true"))
-            check("deployment.apps/derp-controller configured" in p.stdout, p.stdout)
-            check("ingress.networking.k8s.io/derp-controller created" in p.stdout, p.stdout)
-            p = srv.kubectl("get", "deploy,svc,sa,role,rolebinding,pdb,ing,secret", "-n", NS)
-            for s in ("deployment.apps/derp-controller", "0/3", "service/derp-controller ", "3478/UDP",
-                      "8080/TCP,80/TCP", "serviceaccount/derp-controller", "role.rbac.authorization.k8s.io/derp-controller",
-                      "Role/derp-controller", "poddisruptionbudget.policy/derp-controller",
-                      "ingress.networking.k8s.io/derp-controller", "eu-west-cluster.example.com", "80, 443",
-                      "secret/derp-controller-mesh"):
-                check(s in p.stdout, "kubectl get shows %r:\n%s" % (s, p.stdout))
-            p = srv.kubectl("get", "clusterrole,clusterrolebinding", "vcluster-platform-derp-controller")
-            check("ClusterRole/vcluster-platform-derp-controller" in p.stdout, p.stdout)
-            # kubectl logs -l app=loft selects by this label: the Deployment and its pods carry it
-            p = srv.kubectl("get", "deploy", "-n", NS, "-l", "app=loft", "-o", "name")
-            eq(p.stdout.strip(), "deployment.apps/derp-controller", "selected by app=loft")
-            dep = json.loads(srv.kubectl("get", "deploy", "derp-controller", "-n", NS, "-o", "json").stdout)
-            eq(dep["spec"]["replicas"], 3, "replicas after upgrade")
-            env = env_of(dep["spec"]["template"]["spec"]["containers"][0])
-            eq(env["LOFT_LOG_DERP"]["value"], "true", "LOFT_LOG_DERP after upgrade")
-            eq(dep["metadata"]["generation"], 2, "generation bumped by the spec change")
-            pdb = json.loads(srv.kubectl("get", "pdb", "derp-controller", "-n", NS, "-o", "json").stdout)
-            eq(pdb["spec"], {"minAvailable": 1, "selector": {"matchLabels": {
-                "app.kubernetes.io/name": "derp-controller", "app.kubernetes.io/instance": "derp-controller"}}},
-               "PDB switched from maxUnavailable to minAvailable")
-            # the existing-secret variant applies too, and delete removes everything
-            p = srv.kubectl("apply", "-f", "-", stdin=render("--set", "mesh.existingSecret=derp-controller-mesh"))
-            check("deployment.apps/derp-controller configured" in p.stdout, p.stdout)
-            p = srv.kubectl("delete", "-f", "-", stdin=render("--set", "ingress.enabled=true,ingress.host=x.example.com"))
-            check('deployment.apps "derp-controller" deleted' in p.stdout, p.stdout)
-            p = srv.kubectl("get", "deploy,svc,sa,role,rolebinding,pdb,ing", "-n", NS, "-l",
-                            "app.kubernetes.io/instance=derp-controller")
-            eq(p.stdout.strip(), "", "nothing left: " + p.stdout)
-            check("No resources found" in p.stderr, p.stderr)
-        finally:
-            srv.stop()
+    srv = Server()
+    try:
+        srv.kubectl("create", "namespace", NS)
+        p = srv.kubectl("apply", "-f", "-", stdin=render("--include-crds"))
+        for s in ("customresourcedefinition.apiextensions.k8s.io/clusters.management.loft.sh",
+                  "deployment.apps/derp-controller created", "serviceaccount/derp-controller created",
+                  "secret/derp-controller-mesh created", "service/derp-controller created",
+                  "service/derp-controller-stun created", "role.rbac.authorization.k8s.io/derp-controller created",
+                  "rolebinding.rbac.authorization.k8s.io/derp-controller created",
+                  "clusterrole.rbac.authorization.k8s.io/vcluster-platform-derp-controller created",
+                  "clusterrolebinding.rbac.authorization.k8s.io/vcluster-platform-derp-controller created",
+                  "poddisruptionbudget.policy/derp-controller created"):
+            check(s in p.stdout, "apply output has %r:\n%s" % (s, p.stdout))
+        # an upgrade: Ingress on, 3 replicas, DERP logs on (kubectl's strategic merge patches)
+        p = srv.kubectl("apply", "-f", "-", stdin=render(
+            "--set", "ingress.enabled=true,ingress.host=eu-west-cluster.example.com,replicas=3,logging.derp=true"))
+        check("deployment.apps/derp-controller configured" in p.stdout, p.stdout)
+        check("ingress.networking.k8s.io/derp-controller created" in p.stdout, p.stdout)
+        p = srv.kubectl("get", "deploy,svc,sa,role,rolebinding,pdb,ing,secret", "-n", NS)
+        for s in ("deployment.apps/derp-controller", "0/3", "service/derp-controller ", "3478/UDP",
+                  "8080/TCP,80/TCP", "serviceaccount/derp-controller", "role.rbac.authorization.k8s.io/derp-controller",
+                  "Role/derp-controller", "poddisruptionbudget.policy/derp-controller",
+                  "ingress.networking.k8s.io/derp-controller", "eu-west-cluster.example.com", "80, 443",
+                  "secret/derp-controller-mesh"):
+            check(s in p.stdout, "kubectl get shows %r:\n%s" % (s, p.stdout))
+        p = srv.kubectl("get", "clusterrole,clusterrolebinding", "vcluster-platform-derp-controller")
+        check("ClusterRole/vcluster-platform-derp-controller" in p.stdout, p.stdout)
+        # kubectl logs -l app=loft selects by this label: the Deployment and its pods carry it
+        p = srv.kubectl("get", "deploy", "-n", NS, "-l", "app=loft", "-o", "name")
+        eq(p.stdout.strip(), "deployment.apps/derp-controller", "selected by app=loft")
+        dep = json.loads(srv.kubectl("get", "deploy", "derp-controller", "-n", NS, "-o", "json").stdout)
+        eq(dep["spec"]["replicas"], 3, "replicas after upgrade")
+        env = env_of(dep["spec"]["template"]["spec"]["containers"][0])
+        eq(env["LOFT_LOG_DERP"]["value"], "true", "LOFT_LOG_DERP after upgrade")
+        eq(dep["metadata"]["generation"], 2, "generation bumped by the spec change")
+        pdb = json.loads(srv.kubectl("get", "pdb", "derp-controller", "-n", NS, "-o", "json").stdout)
+        eq(pdb["spec"], {"minAvailable": 1, "selector": {"matchLabels": {
+            "app.kubernetes.io/name": "derp-controller", "app.kubernetes.io/instance": "derp-controller"}}},
+           "PDB switched from maxUnavailable to minAvailable")
+        # the existing-secret variant applies too, and delete removes everything
+        p = srv.kubectl("apply", "-f", "-", stdin=render("--set", "mesh.existingSecret=derp-controller-mesh"))
+        check("deployment.apps/derp-controller configured" in p.stdout, p.stdout)
+        p = srv.kubectl("delete", "-f", "-", stdin=render("--set", "ingress.enabled=true,ingress.host=x.example.com"))
+        check('deployment.apps "derp-controller" deleted' in p.stdout, p.stdout)
+        p = srv.kubectl("get", "deploy,svc,sa,role,rolebinding,pdb,ing", "-n", NS, "-l",
+                        "app.kubernetes.io/instance=derp-controller")
+        eq(p.stdout.strip(), "", "nothing left: " + p.stdout)
+        check("No resources found" in p.stderr, p.stderr)
+    finally:
+        srv.stop()
 
 
 # ----------------------------------------------------------------------------- main

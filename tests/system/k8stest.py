@@ -67,9 +67,13 @@ class ApiServer:
                  KUBECACHEDIR=os.path.join(self.home, ".kube", "cache"))
         return e
 
+    def run_kubectl(self, *args, stdin=None):
+        """Real kubectl against this server: the CompletedProcess."""
+        return subprocess.run([KUBECTL] + list(args), input=stdin, capture_output=True, text=True,
+                              env=self.env(), timeout=60)
+
     def kubectl(self, *args, stdin=None, check=True):
-        p = subprocess.run([KUBECTL] + list(args), input=stdin, capture_output=True, text=True,
-                           env=self.env(), timeout=60)
+        p = self.run_kubectl(*args, stdin=stdin)
         if check and p.returncode != 0:
             raise AssertionError("kubectl %s: %s%s" % (" ".join(args), p.stdout, p.stderr))
         return p.stdout
