@@ -22,7 +22,8 @@ static const char *const cluster_fields[] = {PTR_NAME, PTR_UID, PTR_DISPLAY, PTR
 
 struct source_k8s {
     struct dc_loop *loop;
-    struct k8s_watch *watch;
+    struct k8s_watch *watch; /* packed store: it keeps only what the reflector needs */
+    json_t *records;         /* owned: key -> one string holding the five fields (pack()) */
     source_k8s_cb cb;
     void *arg;
     struct dc_timer snapshot; /* one snapshot per loop pass, however many events */
@@ -37,12 +38,59 @@ static const char *field(const json_t *obj, const char *p)
     return k8s_pointer_get_string(obj, p);
 }
 
+/* The Cluster fields in order: name, uid, displayName, endpoint, insecure. */
+#define NFIELDS 5
+
+/* One string for a Cluster: per field a '+' and the value, or a '-', each
+ * ended by a NUL. A few dozen bytes where a JSON tree takes 2 KB. */
+static json_t *pack(const json_t *obj, const char *key)
+{
+    const char *v[NFIELDS] = {field(obj, PTR_NAME), field(obj, PTR_UID), field(obj, PTR_DISPLAY),
+                              field(obj, PTR_ENDPOINT), field(obj, PTR_INSECURE)};
+    if (v[0] == NULL) {
+        v[0] = key;
+    }
+    size_t len = 0;
+    for (int i = 0; i < NFIELDS; i++) {
+        len += 2 + (v[i] != NULL ? strlen(v[i]) : 0);
+    }
+    char *buf = malloc(len);
+    if (buf == NULL) {
+        return NULL;
+    }
+    size_t off = 0;
+    for (int i = 0; i < NFIELDS; i++) {
+        size_t n = v[i] != NULL ? strlen(v[i]) : 0;
+        buf[off++] = v[i] != NULL ? '+' : '-';
+        memcpy(buf + off, v[i] != NULL ? v[i] : "", n);
+        off += n;
+        buf[off++] = '\0';
+    }
+    json_t *rec = json_stringn_nocheck(buf, len);
+    free(buf);
+    return rec;
+}
+
+/* The fields of a record, pointing into it (NULL for an absent one). */
+static void unpack(const json_t *rec, const char *v[NFIELDS])
+{
+    const char *p = json_string_value(rec);
+    const char *end = p + json_string_length(rec);
+    for (int i = 0; i < NFIELDS; i++) {
+        if (p >= end) {
+            v[i] = NULL;
+            continue;
+        }
+        v[i] = *p == '+' ? p + 1 : NULL;
+        p += strlen(p) + 1;
+    }
+}
+
 static void deliver(struct dc_loop *loop, struct dc_timer *t)
 {
     (void)loop;
     struct source_k8s *s = t->data;
-    const json_t *store = k8s_watch_store(s->watch);
-    size_t n = json_is_object(store) ? json_object_size(store) : 0;
+    size_t n = json_object_size(s->records);
     if (n + 1 > s->cap) {
         struct cluster_input *v = realloc(s->inputs, (n + 1) * sizeof(*v));
         if (v == NULL) {
@@ -55,16 +103,17 @@ static void deliver(struct dc_loop *loop, struct dc_timer *t)
     }
     size_t i = 0;
     const char *key;
-    json_t *obj;
-    json_object_foreach((json_t *)store, key, obj)
+    json_t *rec;
+    json_object_foreach(s->records, key, rec)
     {
-        const char *name = field(obj, PTR_NAME);
+        const char *v[NFIELDS];
+        unpack(rec, v);
         s->inputs[i++] = (struct cluster_input){
-            .name = name != NULL ? name : key,
-            .uid = field(obj, PTR_UID),
-            .display_name = field(obj, PTR_DISPLAY),
-            .endpoint = field(obj, PTR_ENDPOINT),
-            .insecure = field(obj, PTR_INSECURE),
+            .name = v[0] != NULL ? v[0] : key,
+            .uid = v[1],
+            .display_name = v[2],
+            .endpoint = v[3],
+            .insecure = v[4],
             .origin = NULL,
         };
     }
@@ -80,17 +129,26 @@ static void schedule(struct source_k8s *s)
 
 static void on_add(void *arg, const char *key, const json_t *obj)
 {
-    (void)key;
-    (void)obj;
-    schedule(arg);
+    struct source_k8s *s = arg;
+    json_t *rec = pack(obj, key);
+    if (rec == NULL || json_object_set_new(s->records, key, rec) < 0) {
+        dc_log(DC_LOG_ERROR, "derp-map", "out of memory keeping Cluster %s", key);
+    }
+    schedule(s);
 }
 
 static void on_update(void *arg, const char *key, const json_t *old_obj, const json_t *new_obj)
 {
-    (void)key;
     (void)old_obj;
-    (void)new_obj;
-    schedule(arg);
+    on_add(arg, key, new_obj);
+}
+
+static void on_delete(void *arg, const char *key, const json_t *obj)
+{
+    (void)obj;
+    struct source_k8s *s = arg;
+    json_object_del(s->records, key);
+    schedule(s);
 }
 
 static void on_synced(void *arg)
@@ -122,19 +180,26 @@ int source_k8s_start(struct dc_loop *loop, struct k8s_client *client, source_k8s
     s->cb = cb;
     s->arg = arg;
     s->snapshot = (struct dc_timer){.cb = deliver, .data = s};
+    s->records = json_object();
+    if (s->records == NULL) {
+        free(s);
+        return dc_err_set(err, -ENOMEM, "out of memory");
+    }
     struct k8s_watch_opts wo = {
         .path = SOURCE_K8S_CLUSTERS_PATH,
         .fields = cluster_fields,
         .nfields = sizeof(cluster_fields) / sizeof(cluster_fields[0]),
         .on_add = on_add,
         .on_update = on_update,
-        .on_delete = on_add,
+        .on_delete = on_delete,
         .on_synced = on_synced,
         .on_error = on_error,
         .arg = s,
+        .is_packed = true,
     };
     int rc = k8s_watch_start(client, &wo, &s->watch, err);
     if (rc < 0) {
+        json_decref(s->records);
         free(s);
         return rc;
     }
@@ -149,6 +214,7 @@ void source_k8s_free(struct source_k8s *s)
     }
     dc_timer_stop(s->loop, &s->snapshot);
     k8s_watch_stop(s->watch);
+    json_decref(s->records);
     free(s->inputs);
     free(s);
 }

@@ -87,6 +87,10 @@ struct k8s_watch_opts {
     k8s_watch_synced_cb on_synced; /* */
     k8s_watch_error_cb on_error;   /* */
     void *arg;                     /* borrowed; passed to every callback */
+    bool is_packed;                /* keep each projection as one compact string (a few hundred
+                                      bytes instead of a tree of objects); callbacks still get
+                                      trees, k8s_watch_get() and k8s_watch_store() then give
+                                      the packed strings: use k8s_watch_get_object() */
 };
 
 /* Counters since k8s_watch_start(). */
@@ -112,6 +116,9 @@ void k8s_watch_stop(struct k8s_watch *w);
 
 /* The stored projection for key, borrowed (valid until the store next changes), or NULL. */
 const json_t *k8s_watch_get(const struct k8s_watch *w, const char *key);
+/* A new reference to the projection stored for key (decoded when packed), or
+ * NULL; the caller decrefs it. */
+json_t *k8s_watch_get_object(const struct k8s_watch *w, const char *key);
 /* Objects in the store. */
 size_t k8s_watch_count(const struct k8s_watch *w);
 /* The whole store: a JSON object of key -> projection, borrowed as above. */

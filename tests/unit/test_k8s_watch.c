@@ -9,6 +9,7 @@
 
 #include "buf.h"
 #include "k8s_config.h"
+#include "k8s_fields.h"
 #include "k8s_http.h"
 #include "loop.h"
 #include "support/k8s_env.h"
@@ -48,6 +49,7 @@ struct fixture {
     json_t *objs;         /* key -> the last projection seen (adds and updates) */
     json_t *olds;         /* key -> the old projection of the last update */
     bool stop_in_add;     /* k8s_watch_stop() from the first on_add */
+    bool is_packed;       /* start_watch() asks for a packed store */
     size_t after_stop;    /* callbacks after that stop */
     bool is_request_done; /* change()'s request completed */
     long request_status;  /* and its status */
@@ -245,6 +247,7 @@ static void start_watch(struct fixture *f, uint32_t limit)
         .on_synced = on_synced,
         .on_error = on_error,
         .arg = f,
+        .is_packed = f->is_packed,
     };
     char err[DC_ERR_LEN] = "";
     if (k8s_watch_start(f->client, &o, &f->watch, err) != 0) {
@@ -597,11 +600,39 @@ static void test_k8s_watch_relist_after_410(void **state)
     assert_int_equal(f->adds + f->updates + f->deletes, before);
 }
 
+/* The same outage and relist with a packed store: the callbacks see the same trees (old and
+ * new projections of the update) and k8s_watch_get_object() reads the stored ones back. */
+static void test_k8s_watch_relist_after_410_packed(void **state)
+{
+    struct fixture *f = k8s_env_fixture_get(state);
+    f->is_packed = true;
+    test_k8s_watch_relist_after_410(state);
+    const char *ep = "/metadata/annotations/loft.sh~1derp-endpoint";
+    assert_string_equal(k8s_pointer_get_string(json_object_get(f->olds, "r1"), ep),
+                        "r1.example.com");
+    assert_string_equal(k8s_pointer_get_string(json_object_get(f->objs, "r1"), ep),
+                        "r1.moved.example.com");
+    json_t *r1 = k8s_watch_get_object(f->watch, "r1");
+    assert_non_null(r1);
+    assert_true(json_equal(r1, json_object_get(f->objs, "r1")));
+    assert_string_equal(k8s_pointer_get_string(r1, "/metadata/name"), "r1");
+    json_decref(r1);
+    assert_null(k8s_watch_get_object(f->watch, "r2"));
+    assert_true(json_is_string(k8s_watch_get(f->watch, "r1"))); /* packed: one string */
+}
+
 static bool until_bookmarked(struct fixture *f)
 {
     struct k8s_watch_stats st;
     k8s_watch_stats(f->watch, &st);
     return st.events >= 1;
+}
+
+static void test_k8s_watch_cut_resume_packed(void **state)
+{
+    struct fixture *f = k8s_env_fixture_get(state);
+    f->is_packed = true;
+    test_k8s_watch_cut_resume(state);
 }
 
 static void test_k8s_watch_bookmark(void **state)
@@ -684,6 +715,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_k8s_watch_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_k8s_watch_cut_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_k8s_watch_relist_after_410, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_k8s_watch_relist_after_410_packed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_k8s_watch_cut_resume_packed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_k8s_watch_bookmark, setup, teardown),
         cmocka_unit_test_setup_teardown(test_k8s_watch_list_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_k8s_watch_stop_in_callback, setup, teardown),
