@@ -41,9 +41,16 @@
 #define MESH_DNS_POLL_MS    20
 #define MESH_FWD_BUCKETS    1024u
 
+/* Peers that may announce one key at the same time (a client moving between
+ * replicas, or connected to two): derper keeps them all (multiForwarder) and
+ * forwards through the one that announced it first. Past this many, later
+ * announcements are ignored until one leaves. Our limit. */
+#define MESH_FWD_MAX_PEERS 4
+
 struct mesh_fwd {
     uint8_t key[DERP_KEY_LEN];
-    struct derp_mesh_peer *peer; /* borrowed */
+    struct derp_mesh_peer *peers[MESH_FWD_MAX_PEERS]; /* borrowed; in announcement order */
+    uint8_t npeers;                                   /* >= 1 while in the table */
     struct mesh_fwd *next;
 };
 
@@ -103,14 +110,42 @@ struct derp_mesh_peer *derp__mesh_forwarder(struct derp_server *s,
         return NULL;
     }
     struct mesh_fwd *f = *fwd_slot(s->mesh, key);
-    return f != NULL && f->peer->conn != NULL ? f->peer : NULL;
+    return f != NULL && f->peers[0]->conn != NULL ? f->peers[0] : NULL; /* the first wins */
+}
+
+/* Removes p from f's peers; returns whether p was there. */
+static bool fwd_drop_peer(struct mesh_fwd *f, const struct derp_mesh_peer *p)
+{
+    for (uint8_t i = 0; i < f->npeers; i++) {
+        if (f->peers[i] == p) {
+            memmove(&f->peers[i], &f->peers[i + 1], (size_t)(f->npeers - i - 1) * sizeof(p));
+            f->npeers--;
+            return true;
+        }
+    }
+    return false;
 }
 
 static void fwd_add(struct derp_mesh_peer *p, const uint8_t key[static DERP_KEY_LEN])
 {
     struct mesh_fwd **pp = fwd_slot(p->mesh, key);
     if (*pp != NULL) {
-        (*pp)->peer = p; /* the latest announcement wins */
+        struct mesh_fwd *f = *pp;
+        for (uint8_t i = 0; i < f->npeers; i++) {
+            if (f->peers[i] == p) {
+                return; /* a repeat */
+            }
+        }
+        if (f->npeers < MESH_FWD_MAX_PEERS) {
+            f->peers[f->npeers++] = p; /* a second home: the first one keeps forwarding */
+        }
+        if (dc_log_debug_enabled("derp-mesh")) {
+            char k[DERP_KEY_SHORT_LEN];
+            derp_key_short(key, k);
+            dc_log(DC_LOG_DEBUG, "derp-mesh",
+                   "peer %s: client key=%s is also there; forwarding stays with %s", p->url, k,
+                   f->peers[0]->url);
+        }
         return;
     }
     struct mesh_fwd *f = calloc(1, sizeof(*f));
@@ -118,7 +153,8 @@ static void fwd_add(struct derp_mesh_peer *p, const uint8_t key[static DERP_KEY_
         return;
     }
     memcpy(f->key, key, DERP_KEY_LEN);
-    f->peer = p;
+    f->peers[0] = p;
+    f->npeers = 1;
     *pp = f;
     if (dc_log_debug_enabled("derp-mesh")) {
         char k[DERP_KEY_SHORT_LEN];
@@ -131,10 +167,19 @@ static void fwd_add(struct derp_mesh_peer *p, const uint8_t key[static DERP_KEY_
 static void fwd_remove(struct derp_mesh_peer *p, const uint8_t key[static DERP_KEY_LEN])
 {
     struct mesh_fwd **pp = fwd_slot(p->mesh, key);
-    if (*pp == NULL || (*pp)->peer != p) {
+    if (*pp == NULL || !fwd_drop_peer(*pp, p)) {
         return;
     }
     struct mesh_fwd *f = *pp;
+    if (f->npeers > 0) { /* still reachable through another peer: no PeerGone */
+        if (dc_log_debug_enabled("derp-mesh")) {
+            char k[DERP_KEY_SHORT_LEN];
+            derp_key_short(key, k);
+            dc_log(DC_LOG_DEBUG, "derp-mesh", "peer %s: client key=%s left; still at %s", p->url, k,
+                   f->peers[0]->url);
+        }
+        return;
+    }
     *pp = f->next;
     free(f);
     if (dc_log_debug_enabled("derp-mesh")) {
@@ -153,17 +198,18 @@ static size_t fwd_forget(struct derp_mesh *m, const struct derp_mesh_peer *p, bo
     for (uint32_t b = 0; b < MESH_FWD_BUCKETS; b++) {
         struct mesh_fwd **pp = &m->fwd[b];
         while (*pp != NULL) {
-            if (p == NULL || (*pp)->peer == p) {
-                struct mesh_fwd *f = *pp;
-                *pp = f->next;
-                if (is_notify) {
-                    derp__registry_remote_gone(m->srv, f->key);
-                }
-                free(f);
-                n++;
-            } else {
-                pp = &(*pp)->next;
+            struct mesh_fwd *f = *pp;
+            bool dropped = p == NULL ? (f->npeers = 0, true) : fwd_drop_peer(f, p);
+            n += dropped ? 1 : 0;
+            if (f->npeers > 0) {
+                pp = &f->next; /* still reachable through another peer */
+                continue;
             }
+            *pp = f->next;
+            if (is_notify) {
+                derp__registry_remote_gone(m->srv, f->key);
+            }
+            free(f);
         }
     }
     return n;

@@ -216,5 +216,46 @@ def test_peer_gone_for_a_sender_known_through_the_mesh():
             r.stop()
 
 
+def test_key_on_two_peers_keeps_forwarding_through_the_other():
+    """As derper's multiForwarder: a client key connected to two mesh peers at
+    once is forwarded through the first that announced it; when it leaves that
+    one, packets go on through the other and nobody hears PeerGone."""
+    relays, _ = start_mesh(3, mesh_key_file(), env={"LOFT_LOG_DERP_MESH": "true"})
+    try:
+        for r in relays:
+            wait_for(lambda r=r: r.metrics().get("derp_mesh_peers_up") == 2, what="mesh up")
+        receiver = d.Client(relays[0].port)
+        key = d.keypair()
+        first = d.Client(relays[1].port, key=key)
+        short = key[0][:4].hex()
+        wait_for(lambda: "client key=%s joined" % short in relays[0].logs(), what="forwarder")
+        second = d.Client(relays[2].port, key=key)
+        wait_for(lambda: "client key=%s is also there" % short in relays[0].logs(),
+                 what="second announcement")
+        assert delivers(receiver, first, b"to the first home")
+        assert delivers(first, receiver, b"from the key")
+        # It leaves the later home: the first keeps forwarding, nobody hears PeerGone.
+        second.close()
+        wait_for(lambda: "client key=%s left; still at" % short in relays[0].logs(),
+                 what="left the second")
+        assert no_frame(receiver, {d.F_PEER_GONE}, timeout=1.5)
+        assert delivers(receiver, first, b"still through the first peer")
+        # Back on the second, then gone from the first: packets go on through the second.
+        second = d.Client(relays[2].port, key=key)
+        wait_for(lambda: relays[0].logs().count("client key=%s is also there" % short) >= 2,
+                 what="second announcement again")
+        first.close()
+        wait_for(lambda: relays[0].logs().count("client key=%s left; still at" % short) >= 2,
+                 what="left the first")
+        assert no_frame(receiver, {d.F_PEER_GONE}, timeout=1.5)
+        assert delivers(receiver, second, b"now through the other peer")
+        second.close()
+        t, p = receiver.recv({d.F_PEER_GONE}, timeout=10)
+        assert p == key[0] + b"\x00", p.hex()
+    finally:
+        for r in relays:
+            r.stop()
+
+
 if __name__ == "__main__":
     d.Suite().run(sys.modules[__name__])
