@@ -4,6 +4,7 @@
 #include "log.h"
 #include "loop.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -60,9 +61,10 @@ static void slice_urls(const json_t *slice, const char *port_name, json_t *urls)
         /* discovery/v1: a missing ready condition means "unknown", read as ready. */
         const json_t *ready = json_object_get(json_object_get(ep, "conditions"), "ready");
         const char *addr = json_string_value(json_array_get(json_object_get(ep, "addresses"), 0));
-        if (json_is_false(ready) || addr == NULL || strlen(addr) > 64 ||
-            strspn(addr, "0123456789abcdefABCDEF.:") != strlen(addr)) {
-            continue;
+        unsigned char bin[sizeof(struct in6_addr)];
+        if (json_is_false(ready) || addr == NULL ||
+            inet_pton(v6 ? AF_INET6 : AF_INET, addr, bin) != 1) {
+            continue; /* not ready, or not an address of the slice's family */
         }
         char url[128];
         snprintf(url, sizeof(url), v6 ? "http://[%s]:%ld/derp" : "http://%s:%ld/derp", addr, port);

@@ -59,7 +59,9 @@ static void test_hostile_or_unusable_slices_are_skipped(void **state)
         " \"c\": {\"addressType\": \"IPv4\", \"ports\": [{\"name\": \"derp\", \"port\": 70000}],"
         "  \"endpoints\": [{\"addresses\": [\"10.0.0.2\"]}]},"
         " \"d\": {\"addressType\": \"IPv4\", \"ports\": [{\"name\": \"derp\", \"port\": 3340}],"
-        "  \"endpoints\": [{\"addresses\": [\"10.0.0.3/../x\"]}, {\"addresses\": [7]}, 5]},"
+        "  \"endpoints\": [{\"addresses\": [\"10.0.0.3/../x\"]}, {\"addresses\": [7]}, 5,"
+        "    {\"addresses\": [\"\"]}, {\"addresses\": [\"1.2.3\"]}, {\"addresses\": [\"fd00::1\"]},"
+        "    {\"addresses\": [\"010.0.0.1\"]}]},"
         " \"e\": 42, \"f\": {\"ports\": \"x\", \"endpoints\": {}}}",
         "derp");
     assert_string_equal(s, "");
