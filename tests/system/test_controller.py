@@ -52,7 +52,14 @@ class ControllerProcess:
         self.proc = subprocess.Popen(
             [os.path.join(d.BIN, "derp-controller"), "--listen", "127.0.0.1:%d" % self.port] +
             list(args), stdout=self.log, stderr=self.log, env=e)
-        self.wait(lambda: self.get("/readyz")[0] == 200, "ready", ready_timeout)
+        try:
+            self.wait(lambda: self.get("/readyz")[0] == 200, "ready", ready_timeout)
+        except BaseException:
+            if self.proc.poll() is None:  # never ready: do not leave it running
+                self.proc.kill()
+                self.proc.wait()
+            self.log.close()
+            raise
 
     def wait(self, cond, what, timeout=10):
         deadline = time.time() + timeout
@@ -371,10 +378,10 @@ def test_relays_probed_end_to_end_up_down_and_healthy_again():
     relay = d.Relay()
     silent = SilentServer()
     closed_port = d.free_port()
-    c = Controller(extra=["--probe-interval", "300ms", "--probe-timeout", "1s",
-                          "--probe-plain-http"])
-    later = None
+    c = later = None
     try:
+        c = Controller(extra=["--probe-interval", "300ms", "--probe-timeout", "1s",
+                              "--probe-plain-http"])
         c.write("a.yaml", cluster_yaml("alive", "127.0.0.1:%d" % relay.port) + "---\n" +
                 cluster_yaml("hung", "127.0.0.1:%d" % silent.port) + "---\n" +
                 cluster_yaml("gone", "127.0.0.1:%d" % closed_port))
@@ -397,11 +404,10 @@ def test_relays_probed_end_to_end_up_down_and_healthy_again():
         wait_until(lambda: region_up(c, "gone", regs["gone"]) == 1, "gone healthy again", c)
         assert "relay of cluster gone" in c.logs() and "healthy again" in c.logs()
     finally:
-        c.stop()
-        relay.stop()
+        for x in (c, relay, later):
+            if x is not None:
+                x.stop()
         silent.close()
-        if later is not None:
-            later.stop()
 
 
 PIN_RE = re.compile(r"sha256-raw:[0-9a-f]{64}")
@@ -410,10 +416,11 @@ PIN_RE = re.compile(r"sha256-raw:[0-9a-f]{64}")
 def test_insecure_endpoint_published_with_the_relays_pin():
     relay = d.Relay("--self-signed", "localhost")
     port = relay.port
-    c = Controller(extra=["--probe-interval", "300ms", "--probe-timeout", "2s"])
-    c2 = Controller(extra=["--probe-interval", "300ms", "--probe-timeout", "2s",
-                           "--no-cert-pins"], clusters_dir=c.dir)
+    c = c2 = None
     try:
+        c = Controller(extra=["--probe-interval", "300ms", "--probe-timeout", "2s"])
+        c2 = Controller(extra=["--probe-interval", "300ms", "--probe-timeout", "2s",
+                               "--no-cert-pins"], clusters_dir=c.dir)
         pin = PIN_RE.search(relay.logs()).group(0)
         c.write("s.yaml", cluster_yaml("selfsigned", "127.0.0.1:%d" % port, insecure="true"))
         m = c.wait_map(lambda m: any(n.get("CertName") for r in m["Regions"].values()
@@ -435,9 +442,9 @@ def test_insecure_endpoint_published_with_the_relays_pin():
                    timeout=15)
         assert "changed its certificate" in c.logs()
     finally:
-        c.stop()
-        c2.stop()
-        relay.stop()
+        for x in (c, c2, relay):
+            if x is not None:
+                x.stop()
 
 
 def test_health_ready_metrics_and_http_errors():
