@@ -97,44 +97,50 @@ static void usage(FILE *f)
             "  --version, --help\n");
 }
 
-/* The controller's own flags: name and whether it takes a value. */
-static const struct {
-    const char *name;
-    bool has_value;
-} ctl_flags[] = {{"--clusters-dir", true},
-                 {"--kubeconfig", true},
-                 {"--context", true},
-                 {"--namespace", true},
-                 {"--lease-name", true},
-                 {"--region-ids-configmap", true},
-                 {"--mesh-service", true},
-                 {"--mesh-port-name", true},
-                 {"--mesh-peers-file", true},
-                 {"--probe-interval", true},
-                 {"--probe-timeout", true},
-                 {"--probe-plain-http", false},
-                 {"--no-cert-pins", false},
-                 {"--listen", true},
-                 {"--central-endpoint", true},
-                 {"--state-dir", true},
-                 {"--relay-bin", true},
-                 {"--relay", false},
-                 {"--verbose", false},
-                 {"--version", false},
-                 {"--help", false},
-                 {"-h", false},
-                 {"-v", false}};
+/* The controller's own flags: getopt reads them, and split_relay_flags()
+ * keeps them from derp-relay; every other flag goes to the relay. */
+static const struct option ctl_longopts[] = {{"clusters-dir", required_argument, NULL, 'd'},
+                                             {"kubeconfig", required_argument, NULL, 'k'},
+                                             {"context", required_argument, NULL, 'C'},
+                                             {"namespace", required_argument, NULL, 'n'},
+                                             {"lease-name", required_argument, NULL, 'L'},
+                                             {"region-ids-configmap", required_argument, NULL, 'M'},
+                                             {"mesh-service", required_argument, NULL, 'S'},
+                                             {"mesh-port-name", required_argument, NULL, 'P'},
+                                             {"mesh-peers-file", required_argument, NULL, 'F'},
+                                             {"probe-interval", required_argument, NULL, 'I'},
+                                             {"probe-timeout", required_argument, NULL, 'T'},
+                                             {"probe-plain-http", no_argument, NULL, 'H'},
+                                             {"no-cert-pins", no_argument, NULL, 'N'},
+                                             {"listen", required_argument, NULL, 'l'},
+                                             {"central-endpoint", required_argument, NULL, 'c'},
+                                             {"state-dir", required_argument, NULL, 's'},
+                                             {"relay", no_argument, NULL, 'r'},
+                                             {"relay-bin", required_argument, NULL, 'b'},
+                                             {"verbose", no_argument, NULL, 'v'},
+                                             {"version", no_argument, NULL, 'V'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
 
-/* Returns the index of arg's flag in ctl_flags ("--x" or "--x=v"), or -1. */
-static int ctl_flag(const char *arg)
+/* Reports whether arg is one of the controller's flags ("--x", "--x=v", -h,
+ * -v); *has_value tells whether it takes the next argument as its value. */
+static bool ctl_flag(const char *arg, bool *has_value)
 {
-    for (size_t i = 0; i < sizeof(ctl_flags) / sizeof(ctl_flags[0]); i++) {
-        size_t n = strlen(ctl_flags[i].name);
-        if (strncmp(arg, ctl_flags[i].name, n) == 0 && (arg[n] == '\0' || arg[n] == '=')) {
-            return (int)i;
+    *has_value = false;
+    if (strcmp(arg, "-h") == 0 || strcmp(arg, "-v") == 0) {
+        return true;
+    }
+    if (strncmp(arg, "--", 2) != 0) {
+        return false;
+    }
+    for (const struct option *o = ctl_longopts; o->name != NULL; o++) {
+        size_t n = strlen(o->name);
+        if (strncmp(arg + 2, o->name, n) == 0 && (arg[2 + n] == '\0' || arg[2 + n] == '=')) {
+            *has_value = o->has_arg == required_argument && arg[2 + n] == '\0';
+            return true;
         }
     }
-    return -1;
+    return false;
 }
 
 /* Splits argv: the controller's flags stay in argv (compacted, *argc updated),
@@ -146,16 +152,17 @@ static int split_relay_flags(int *argc, char **argv, char **relay, int *nrelay)
     *nrelay = 0;
     for (int i = 1; i < *argc; i++) {
         const char *a = argv[i];
-        int f = ctl_flag(a);
+        bool has_value;
+        bool is_ours = ctl_flag(a, &has_value);
         if (strcmp(a, "--") == 0) {
             while (++i < *argc) {
                 relay[(*nrelay)++] = argv[i];
             }
             break;
         }
-        if (f >= 0) {
+        if (is_ours) {
             argv[out++] = argv[i];
-            if (ctl_flags[f].has_value && strchr(a, '=') == NULL && i + 1 < *argc) {
+            if (has_value && i + 1 < *argc) {
                 argv[out++] = argv[++i];
             }
         } else if (strncmp(a, "--relay-listen", 14) == 0) {
@@ -213,30 +220,8 @@ static int parse_flags(int argc, char **argv, struct ctl_opts *o)
     split_relay_flags(&argc, argv, relay, &nrelay);
     o->relay_args = relay; /* owned by main's lifetime: freed at exit */
     o->nrelay_args = nrelay;
-    static const struct option longopts[] = {{"clusters-dir", required_argument, NULL, 'd'},
-                                             {"kubeconfig", required_argument, NULL, 'k'},
-                                             {"context", required_argument, NULL, 'C'},
-                                             {"namespace", required_argument, NULL, 'n'},
-                                             {"lease-name", required_argument, NULL, 'L'},
-                                             {"region-ids-configmap", required_argument, NULL, 'M'},
-                                             {"mesh-service", required_argument, NULL, 'S'},
-                                             {"mesh-port-name", required_argument, NULL, 'P'},
-                                             {"mesh-peers-file", required_argument, NULL, 'F'},
-                                             {"probe-interval", required_argument, NULL, 'I'},
-                                             {"probe-timeout", required_argument, NULL, 'T'},
-                                             {"probe-plain-http", no_argument, NULL, 'H'},
-                                             {"no-cert-pins", no_argument, NULL, 'N'},
-                                             {"listen", required_argument, NULL, 'l'},
-                                             {"central-endpoint", required_argument, NULL, 'c'},
-                                             {"state-dir", required_argument, NULL, 's'},
-                                             {"relay", no_argument, NULL, 'r'},
-                                             {"relay-bin", required_argument, NULL, 'b'},
-                                             {"verbose", no_argument, NULL, 'v'},
-                                             {"version", no_argument, NULL, 'V'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
     int ch;
-    while ((ch = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "hv", ctl_longopts, NULL)) != -1) {
         switch (ch) {
         case 'd':
             o->clusters_dir = optarg;

@@ -96,6 +96,32 @@ static void open_gate_later(struct dc_loop *loop, struct dc_timer *t)
 
 static void write_ids(struct kube_mode *km);
 
+/* Merges the ConfigMap's data (what the API holds) into the controller's
+ * table and applies the Clusters again when any ID appeared or changed. */
+static void learn_ids(struct kube_mode *km, const json_t *data)
+{
+    struct region_ids from;
+    region_ids_init(&from);
+    size_t skipped = 0;
+    char why[DC_ERR_LEN];
+    if (region_ids_from_data(&from, data, &skipped, why) < 0) {
+        region_ids_deinit(&from);
+        dc_log(DC_LOG_ERROR, "derp-k8s", "out of memory reading region IDs");
+        return;
+    }
+    if (skipped > 0) {
+        dc_log(DC_LOG_WARN, "derp-k8s", "ConfigMap %s/%s: %zu entries ignored: %s", km->ns,
+               km->cm_name, skipped, why);
+    }
+    int changed = controller_merge_ids(km->ctl, &from);
+    region_ids_deinit(&from);
+    if (changed > 0) {
+        dc_log(DC_LOG_DEBUG, "derp-k8s", "ConfigMap %s/%s: %d region IDs learned", km->ns,
+               km->cm_name, changed);
+        source_k8s_resync(km->clusters);
+    }
+}
+
 static void write_retry_cb(struct dc_loop *loop, struct dc_timer *t)
 {
     (void)loop;
@@ -119,16 +145,7 @@ static void on_written(void *arg, int error, const json_t *data, const char *res
         return;
     }
     km->writes++;
-    /* What was written is the API's table now; the watch brings the same. */
-    struct region_ids written;
-    region_ids_init(&written);
-    size_t skipped = 0;
-    char why[DC_ERR_LEN];
-    if (region_ids_from_data(&written, data, &skipped, why) == 0 &&
-        controller_merge_ids(km->ctl, &written) > 0) {
-        source_k8s_resync(km->clusters);
-    }
-    region_ids_deinit(&written);
+    learn_ids(km, data); /* what was written is the API's table now; the watch brings the same */
     if (km->is_write_wanted || controller_ids(km->ctl)->is_dirty) {
         write_ids(km);
     }
@@ -171,26 +188,7 @@ static void on_ids(void *arg, const struct region_ids *ids)
 static void cm_changed(void *arg, const json_t *obj)
 {
     struct kube_mode *km = arg;
-    struct region_ids from;
-    region_ids_init(&from);
-    size_t skipped = 0;
-    char why[DC_ERR_LEN];
-    if (region_ids_from_data(&from, json_object_get(obj, "data"), &skipped, why) < 0) {
-        region_ids_deinit(&from);
-        dc_log(DC_LOG_ERROR, "derp-k8s", "out of memory reading region IDs");
-        return;
-    }
-    if (skipped > 0) {
-        dc_log(DC_LOG_WARN, "derp-k8s", "ConfigMap %s/%s: %zu entries ignored: %s", km->ns,
-               km->cm_name, skipped, why);
-    }
-    int changed = controller_merge_ids(km->ctl, &from);
-    region_ids_deinit(&from);
-    if (changed > 0) {
-        dc_log(DC_LOG_DEBUG, "derp-k8s", "ConfigMap %s/%s: %d region IDs learned", km->ns,
-               km->cm_name, changed);
-        source_k8s_resync(km->clusters);
-    }
+    learn_ids(km, json_object_get(obj, "data"));
     if (controller_ids(km->ctl)->is_dirty) {
         write_ids(km); /* this replica knows names the ConfigMap lacks */
     }

@@ -1,12 +1,12 @@
 #include "mesh_peers.h"
 
+#include "file.h"
 #include "k8s_watch.h"
 #include "log.h"
 #include "loop.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,31 +110,6 @@ char *mesh_peers_format(const json_t *store, const char *port_name)
     return out;
 }
 
-/* Replaces path with text: a temporary file in the same directory, then rename. */
-static int write_atomically(const char *path, const char *text, char *err)
-{
-    char tmp[4096];
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
-        return dc_err_set(err, -ENAMETOOLONG, "path too long");
-    }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    size_t len = strlen(text);
-    int rc = 0;
-    if (fd < 0 || write(fd, text, len) != (ssize_t)len || fsync(fd) != 0) {
-        rc = dc_err_set(err, -errno, "`%s': %s", tmp, strerror(errno));
-    }
-    if (fd >= 0) {
-        close(fd);
-    }
-    if (rc == 0 && rename(tmp, path) != 0) {
-        rc = dc_err_set(err, -errno, "rename to `%s': %s", path, strerror(errno));
-    }
-    if (rc < 0) {
-        unlink(tmp);
-    }
-    return rc;
-}
-
 static void update_cb(struct dc_loop *loop, struct dc_timer *t)
 {
     (void)loop;
@@ -149,7 +124,7 @@ static void update_cb(struct dc_loop *loop, struct dc_timer *t)
         return;
     }
     char err[DC_ERR_LEN];
-    if (write_atomically(mp->path, text, err) < 0) {
+    if (dc_file_write_atomic(mp->path, text, strlen(text), err) < 0) {
         dc_log(DC_LOG_ERROR, "derp-mesh", "writing mesh peers: %s", err);
         free(text);
         return;

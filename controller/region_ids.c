@@ -1,9 +1,9 @@
 #include "region_ids.h"
 
 #include "derpmap.h"
+#include "file.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,33 +176,22 @@ int region_ids_load(struct region_ids *t, const char *dir, char *err)
 
 int region_ids_save(struct region_ids *t, const char *dir, char *err)
 {
-    char path[4096], tmp[4096];
-    if (snprintf(path, sizeof(path), "%s/%s", dir, REGION_IDS_FILE) >= (int)sizeof(path) ||
-        snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, REGION_IDS_FILE) >= (int)sizeof(tmp)) {
+    char path[4096];
+    if (snprintf(path, sizeof(path), "%s/%s", dir, REGION_IDS_FILE) >= (int)sizeof(path)) {
         return dc_err_set(err, -ENAMETOOLONG, "state dir path too long");
     }
     char *text = region_ids_format(t);
-    if (text == NULL) {
+    size_t len = text != NULL ? strlen(text) : 0;
+    char *line = text != NULL ? realloc(text, len + 2) : NULL; /* a final newline */
+    if (line == NULL) {
+        free(text);
         return dc_err_set(err, -ENOMEM, "out of memory");
     }
-    int rc = 0;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    size_t len = strlen(text);
-    if (fd < 0 || write(fd, text, len) != (ssize_t)len || write(fd, "\n", 1) != 1 ||
-        fsync(fd) != 0) {
-        rc = dc_err_set(err, -errno, "`%s': %s", tmp, strerror(errno));
-    }
-    if (fd >= 0) {
-        close(fd);
-    }
-    if (rc == 0 && rename(tmp, path) != 0) {
-        rc = dc_err_set(err, -errno, "rename to `%s': %s", path, strerror(errno));
-    }
-    free(text);
+    line[len++] = '\n';
+    int rc = dc_file_write_atomic(path, line, len, err);
+    free(line);
     if (rc == 0) {
         t->is_dirty = false;
-    } else {
-        unlink(tmp);
     }
     return rc;
 }

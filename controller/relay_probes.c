@@ -232,15 +232,20 @@ static int target_update(struct target *t, const struct relay_target *in)
 {
     bool moved = t->host == NULL || strcmp(t->host, in->host) != 0 || t->port != in->port ||
                  t->region_id != in->region_id || t->is_insecure != in->is_insecure;
-    char *uid = in->uid != NULL ? strdup(in->uid) : NULL;
+    /* Called for every relay on every map: copy only what changed. */
+    bool new_uid =
+        (t->uid == NULL) != (in->uid == NULL) || (t->uid != NULL && strcmp(t->uid, in->uid) != 0);
+    char *uid = new_uid && in->uid != NULL ? strdup(in->uid) : NULL;
     char *host = moved ? strdup(in->host) : NULL;
-    if ((in->uid != NULL && uid == NULL) || (moved && host == NULL)) {
+    if ((new_uid && in->uid != NULL && uid == NULL) || (moved && host == NULL)) {
         free(uid);
         free(host);
         return -ENOMEM;
     }
-    free(t->uid);
-    t->uid = uid;
+    if (new_uid) {
+        free(t->uid);
+        t->uid = uid;
+    }
     if (moved) {
         free(t->host);
         t->host = host;

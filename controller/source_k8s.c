@@ -32,12 +32,6 @@ struct source_k8s {
     size_t cap;
 };
 
-/* Reads a string at JSON pointer p of a projection, or NULL. */
-static const char *field(const json_t *obj, const char *p)
-{
-    return k8s_pointer_get_string(obj, p);
-}
-
 /* The Cluster fields in order: name, uid, displayName, endpoint, insecure. */
 #define NFIELDS 5
 
@@ -45,8 +39,10 @@ static const char *field(const json_t *obj, const char *p)
  * ended by a NUL. A few dozen bytes where a JSON tree takes 2 KB. */
 static json_t *pack(const json_t *obj, const char *key)
 {
-    const char *v[NFIELDS] = {field(obj, PTR_NAME), field(obj, PTR_UID), field(obj, PTR_DISPLAY),
-                              field(obj, PTR_ENDPOINT), field(obj, PTR_INSECURE)};
+    const char *v[NFIELDS] = {
+        k8s_pointer_get_string(obj, PTR_NAME), k8s_pointer_get_string(obj, PTR_UID),
+        k8s_pointer_get_string(obj, PTR_DISPLAY), k8s_pointer_get_string(obj, PTR_ENDPOINT),
+        k8s_pointer_get_string(obj, PTR_INSECURE)};
     if (v[0] == NULL) {
         v[0] = key;
     }

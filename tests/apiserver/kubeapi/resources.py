@@ -406,6 +406,26 @@ def ep_printer(o):
 
 # ----------------------------------------------------------------- Pod (minimal)
 
+def _containers(spec):
+    """The pod spec's containers and init containers, with kube's defaults set
+    (imagePullPolicy from the tag, termination message, resources, TCP ports)."""
+    out = []
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        if not isinstance(c, dict):
+            continue
+        img = c.get("image", "")
+        tag = img.rsplit("/", 1)[-1]
+        c.setdefault("imagePullPolicy", "Always" if (":" not in tag or tag.endswith(":latest")) and "@" not in img else "IfNotPresent")
+        c.setdefault("terminationMessagePath", "/dev/termination-log")
+        c.setdefault("terminationMessagePolicy", "File")
+        c.setdefault("resources", {})
+        for p in c.get("ports") or []:
+            if isinstance(p, dict):
+                p.setdefault("protocol", "TCP")
+        out.append(c)
+    return out
+
+
 def pod_defaults(o, old, ctx):
     spec = o.setdefault("spec", {})
     spec.setdefault("restartPolicy", "Always")
@@ -421,18 +441,7 @@ def pod_defaults(o, old, ctx):
     spec.setdefault("tolerations", [
         {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
         {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}])
-    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
-        if not isinstance(c, dict):
-            continue
-        img = c.get("image", "")
-        tag = img.rsplit("/", 1)[-1]
-        c.setdefault("imagePullPolicy", "Always" if (":" not in tag or tag.endswith(":latest")) and "@" not in img else "IfNotPresent")
-        c.setdefault("terminationMessagePath", "/dev/termination-log")
-        c.setdefault("terminationMessagePolicy", "File")
-        c.setdefault("resources", {})
-        for p in c.get("ports") or []:
-            if isinstance(p, dict):
-                p.setdefault("protocol", "TCP")
+    _containers(spec)
     if old is None:
         o["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
     else:
@@ -839,18 +848,7 @@ def pod_template_defaults(spec):
     spec.setdefault("schedulerName", "default-scheduler")
     if spec.get("serviceAccountName") and "serviceAccount" not in spec:
         spec["serviceAccount"] = spec["serviceAccountName"]
-    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
-        if not isinstance(c, dict):
-            continue
-        img = c.get("image", "")
-        tag = img.rsplit("/", 1)[-1]
-        c.setdefault("imagePullPolicy", "Always" if (":" not in tag or tag.endswith(":latest")) and "@" not in img else "IfNotPresent")
-        c.setdefault("terminationMessagePath", "/dev/termination-log")
-        c.setdefault("terminationMessagePolicy", "File")
-        c.setdefault("resources", {})
-        for pt in c.get("ports") or []:
-            if isinstance(pt, dict):
-                pt.setdefault("protocol", "TCP")
+    for c in _containers(spec):
         for f in ("livenessProbe", "readinessProbe", "startupProbe"):
             _probe_defaults(c.get(f))
         for e in c.get("env") or []:
